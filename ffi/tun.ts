@@ -1,0 +1,25 @@
+/**
+ * The TUN device as the rest of meshub sees it. Implementations live beside this file, one per
+ * OS (`tun_linux.ts`, `tun_darwin.ts`); tests use an in-memory fake.
+ *
+ * Packets are raw IP packets (IPv6 or IPv4, no link header, no packet-information prefix).
+ *
+ * @module
+ */
+
+/** A layer-3 virtual interface that meshub reads packets from and writes packets to. */
+export interface TunDevice {
+  /** Kernel interface name, e.g. `meshub0` or `utun4`. */
+  readonly name: string;
+  /**
+   * Reads one packet into `buf` without blocking. Returns its length, or 0 when no packet is
+   * ready (then await {@linkcode TunDevice.waitReadable}). Throws only when the device is closed.
+   */
+  tryRead(buf: Uint8Array): number;
+  /** Resolves when a packet may be ready, or when the device is closed. */
+  waitReadable(): Promise<void>;
+  /** Writes one packet. Returns false if the kernel refused it (dropped, counted by caller). */
+  write(packet: Uint8Array): boolean;
+  /** Closes the device; the kernel removes the interface with its addresses and routes. */
+  close(): void;
+}
