@@ -13,6 +13,7 @@
  */
 import { parse, TomlError } from "smol-toml";
 import { dirname, isAbsolute, join } from "node:path";
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "../protocol/ip_address.ts";
 import { decodeBase64, decodeBase64Url } from "../util/base64.ts";
 import { UserError } from "../util/cli_error.ts";
 import { LOG_LEVELS, type MeshubLogLevel } from "../util/log.ts";
@@ -516,7 +517,7 @@ class Checker {
     }
     if (use === "route" && hasHostBits(address, prefixLength)) {
       const net = maskAddress(address, prefixLength);
-      const shown = family === 6 ? formatIPv6(net) : net.join(".");
+      const shown = family === 6 ? formatIPv6(net) : formatIPv4(net);
       this.fail(key, `has host bits set; did you mean "${shown}/${prefixLength}"?`, text);
     }
     return { address, prefixLength };
@@ -691,79 +692,7 @@ function parseHostPort(text: string, defaultPort: number | undefined): HostPort 
     }
   }
   if (port === undefined) return `${bad} (the port is required)`;
-  return { hostname: address.length === 4 ? address.join(".") : formatIPv6(address), port };
-}
-
-/** Parses dotted-quad IPv4; leading zeros are refused because some tools read them as octal. */
-function parseIPv4(text: string): Uint8Array | null {
-  const parts = text.split(".");
-  if (parts.length !== 4) return null;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i]!;
-    if (!/^(0|[1-9]\d{0,2})$/.test(p) || Number(p) > 255) return null;
-    out[i] = Number(p);
-  }
-  return out;
-}
-
-/** Parses IPv6 text (RFC 4291 §2.2), including `::` and a trailing dotted IPv4. */
-function parseIPv6(text: string): Uint8Array | null {
-  const halves = text.split("::");
-  if (halves.length > 2) return null;
-  const groups = (s: string): number[] | null => {
-    if (s === "") return [];
-    const out: number[] = [];
-    const parts = s.split(":");
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i]!;
-      if (i === parts.length - 1 && p.includes(".")) {
-        const v4 = parseIPv4(p);
-        if (v4 === null) return null;
-        out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
-      } else if (/^[0-9a-fA-F]{1,4}$/.test(p)) {
-        out.push(parseInt(p, 16));
-      } else {
-        return null;
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0]!);
-  const tail = halves.length === 2 ? groups(halves[1]!) : [];
-  if (head === null || tail === null) return null;
-  // A dotted IPv4 may only end the address, never precede `::`.
-  if (halves.length === 2 && halves[0]!.includes(".")) return null;
-  const total = head.length + tail.length;
-  if (halves.length === 1 ? total !== 8 : total > 7) return null;
-  const all = [...head, ...new Array<number>(8 - total).fill(0), ...tail];
-  const out = new Uint8Array(16);
-  all.forEach((g, i) => {
-    out[2 * i] = g >> 8;
-    out[2 * i + 1] = g & 0xff;
-  });
-  return out;
-}
-
-/** Formats 16 bytes as RFC 5952 text: lowercase, no leading zeros, longest zero run as `::`. */
-function formatIPv6(address: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((address[i]! << 8) | address[i + 1]!);
-  let bestStart = -1;
-  let bestLen = 1; // a single zero group is not compressed (RFC 5952 §4.2.2)
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) [bestStart, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = (gs: number[]) => gs.map((g) => g.toString(16)).join(":");
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+  return { hostname: address.length === 4 ? formatIPv4(address) : formatIPv6(address), port };
 }
 
 function maskAddress(address: Uint8Array, prefixLength: number): Uint8Array {

@@ -246,6 +246,10 @@ Deno.test("parseClientConfig() rejects bad hub addresses", () => {
     'client.toml:6: hub.addresses[2]: must be an IP address and port like "198.18.0.1:3731" or "[fd00::1]:3731", got "198.18.0.256"',
   );
   assert.equal(
+    fullWith('"198.18.0.2"', '"[fe80::1%eth0]:3731"'),
+    'client.toml:6: hub.addresses[2]: IPv6 zone indexes are not supported, got "[fe80::1%eth0]:3731"',
+  );
+  assert.equal(
     fullWith('"198.18.0.2"', '"198.18.0.2:0"'),
     'client.toml:6: hub.addresses[2]: port must be between 1 and 65535, got "0"',
   );
