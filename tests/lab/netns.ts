@@ -422,7 +422,7 @@ export interface NatRouter {
 
 /** Options for {@linkcode Lab}. */
 export interface LabOptions {
-  /** Namespace prefix; default "mh" + 4 random hex digits. At most 8 characters. */
+  /** Namespace prefix; default "mh" + 4 random hex digits. At most 9 characters. */
   prefix?: string;
   /** Install SIGINT/SIGTERM handlers that clean up and exit. Default true. */
   handleSignals?: boolean;
@@ -449,8 +449,8 @@ export class Lab implements AsyncDisposable {
   /** Creates an empty lab; nothing is created on the system until the first method call. */
   constructor(options: LabOptions = {}) {
     const prefix = options.prefix ?? randomLabPrefix();
-    if (!/^[a-z][a-z0-9]{1,7}$/.test(prefix)) {
-      throw new RangeError(`lab prefix "${prefix}" must be 2-8 lowercase letters and digits`);
+    if (!/^[a-z][a-z0-9]{1,8}$/.test(prefix)) {
+      throw new RangeError(`lab prefix "${prefix}" must be 2-9 lowercase letters and digits`);
     }
     this.prefix = prefix;
     if (options.handleSignals ?? true) {
