@@ -100,11 +100,13 @@ export class Session {
         AEAD_OPTS,
       );
       d.setAuthTag(datagram.subarray(tagAt));
-      const plain = tagAt > TRANSPORT_HEADER_LEN
+      const buf = tagAt > TRANSPORT_HEADER_LEN
         ? d.update(datagram.subarray(TRANSPORT_HEADER_LEN, tagAt))
         : EMPTY;
-      d.final(); // throws when the tag does not verify; plain is discarded then
-      return plain;
+      d.final(); // throws when the tag does not verify; the plaintext is discarded then
+      // Hand out a plain Uint8Array, not a node Buffer: Buffer#slice() makes views, not copies,
+      // which silently breaks callers that copy with slice().
+      return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
     } catch {
       return null;
     }
