@@ -9,6 +9,7 @@ import {
   getConsoleSink,
   getJsonLinesFormatter,
   getLogger,
+  getTextFormatter,
   type Logger,
   type LogLevel,
   reset,
@@ -32,7 +33,14 @@ export async function setupLogging(
 ): Promise<void> {
   const sink = format === "json"
     ? getConsoleSink({ formatter: getJsonLinesFormatter() })
-    : getConsoleSink();
+    : getConsoleSink({
+      // Values print bare (`node c1`, not `node "c1"`): logs are read by people first.
+      formatter: getTextFormatter({
+        timestamp: "time",
+        category: ".",
+        value: (v, inspect) => typeof v === "string" ? v : inspect(v),
+      }),
+    });
   await configure({
     reset: true,
     sinks: { console: sink },

@@ -1,0 +1,153 @@
+/**
+ * Which peer owns a VPN address: the lookup on the hot path (TUN → peer) and the inner-source
+ * check on the way back (peer → TUN). Works on raw packet bytes, allocates nothing per packet.
+ *
+ * @module
+ */
+
+/** An address prefix inside the VPN (IPv6: 16 bytes, IPv4: 4 bytes). */
+export interface Prefix {
+  /** Address bytes (16 for IPv6, 4 for IPv4). */
+  address: Uint8Array;
+  /** Prefix length in bits. */
+  prefixLength: number;
+}
+
+interface Entry<T> {
+  prefix: Prefix;
+  value: T;
+}
+
+const IPV6_SRC_OFFSET = 8;
+const IPV6_DST_OFFSET = 24;
+const IPV4_SRC_OFFSET = 12;
+const IPV4_DST_OFFSET = 16;
+const IPV6_HEADER_LEN = 40;
+const IPV4_HEADER_LEN = 20;
+
+/** True when `bytes[offset..]` lies inside `prefix` (whose family matches the byte count). */
+function prefixContains(prefix: Prefix, bytes: Uint8Array, offset: number): boolean {
+  const full = prefix.prefixLength >> 3;
+  const a = prefix.address;
+  for (let i = 0; i < full; i++) if (a[i] !== bytes[offset + i]) return false;
+  const rest = prefix.prefixLength & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (a[full]! & mask) === (bytes[offset + full]! & mask);
+}
+
+/** FNV-1a over 16 address bytes: a cheap Map key for exact IPv6 host routes. */
+function hash16(bytes: Uint8Array, offset: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < 16; i++) h = Math.imul(h ^ bytes[offset + i]!, 0x01000193);
+  return h >>> 0;
+}
+
+function read32(bytes: Uint8Array, offset: number): number {
+  return ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) |
+    bytes[offset + 3]!) >>> 0;
+}
+
+/** Maps VPN address prefixes to values (peers). Host routes are O(1); other prefixes scanned. */
+export class RouteTable<T> {
+  #hosts6 = new Map<number, Entry<T>[]>();
+  #hosts4 = new Map<number, Entry<T>>();
+  #prefixes6: Entry<T>[] = [];
+  #prefixes4: Entry<T>[] = [];
+
+  /** Routes `prefix` to `value`. A later route for the same prefix wins. */
+  add(prefix: Prefix, value: T): void {
+    this.remove(prefix);
+    const entry = { prefix, value };
+    if (prefix.address.length === 16) {
+      if (prefix.prefixLength === 128) {
+        const key = hash16(prefix.address, 0);
+        const list = this.#hosts6.get(key);
+        if (list) list.push(entry);
+        else this.#hosts6.set(key, [entry]);
+      } else {
+        this.#prefixes6.push(entry);
+        this.#prefixes6.sort((x, y) => y.prefix.prefixLength - x.prefix.prefixLength);
+      }
+    } else if (prefix.prefixLength === 32) {
+      this.#hosts4.set(read32(prefix.address, 0), entry);
+    } else {
+      this.#prefixes4.push(entry);
+      this.#prefixes4.sort((x, y) => y.prefix.prefixLength - x.prefix.prefixLength);
+    }
+  }
+
+  /** Removes the route for exactly this prefix, if any. */
+  remove(prefix: Prefix): void {
+    const same = (e: Entry<T>) =>
+      e.prefix.prefixLength === prefix.prefixLength &&
+      e.prefix.address.length === prefix.address.length &&
+      prefixContains(e.prefix, prefix.address, 0);
+    if (prefix.address.length === 16) {
+      if (prefix.prefixLength === 128) {
+        const key = hash16(prefix.address, 0);
+        const list = this.#hosts6.get(key)?.filter((e) => !same(e));
+        if (list && list.length > 0) this.#hosts6.set(key, list);
+        else this.#hosts6.delete(key);
+      } else this.#prefixes6 = this.#prefixes6.filter((e) => !same(e));
+    } else if (prefix.prefixLength === 32) {
+      this.#hosts4.delete(read32(prefix.address, 0));
+    } else this.#prefixes4 = this.#prefixes4.filter((e) => !same(e));
+  }
+
+  /** Removes every route to `value`. */
+  removeValue(value: T): void {
+    for (const [key, list] of this.#hosts6) {
+      const kept = list.filter((e) => e.value !== value);
+      if (kept.length > 0) this.#hosts6.set(key, kept);
+      else this.#hosts6.delete(key);
+    }
+    for (const [key, e] of this.#hosts4) if (e.value === value) this.#hosts4.delete(key);
+    this.#prefixes6 = this.#prefixes6.filter((e) => e.value !== value);
+    this.#prefixes4 = this.#prefixes4.filter((e) => e.value !== value);
+  }
+
+  /** The value routed for the destination of an IP packet, or undefined (also for garbage). */
+  lookupDestination(packet: Uint8Array): T | undefined {
+    const version = packet[0]! >> 4;
+    if (version === 6) {
+      if (packet.length < IPV6_HEADER_LEN) return undefined;
+      return this.#lookup6(packet, IPV6_DST_OFFSET);
+    }
+    if (version === 4) {
+      if (packet.length < IPV4_HEADER_LEN) return undefined;
+      return this.#lookup4(packet, IPV4_DST_OFFSET);
+    }
+    return undefined;
+  }
+
+  /** The value routed for the source of an IP packet (for the inner-source check). */
+  lookupSource(packet: Uint8Array): T | undefined {
+    const version = packet[0]! >> 4;
+    if (version === 6) {
+      if (packet.length < IPV6_HEADER_LEN) return undefined;
+      return this.#lookup6(packet, IPV6_SRC_OFFSET);
+    }
+    if (version === 4) {
+      if (packet.length < IPV4_HEADER_LEN) return undefined;
+      return this.#lookup4(packet, IPV4_SRC_OFFSET);
+    }
+    return undefined;
+  }
+
+  #lookup6(packet: Uint8Array, offset: number): T | undefined {
+    const list = this.#hosts6.get(hash16(packet, offset));
+    if (list) {
+      for (const e of list) if (prefixContains(e.prefix, packet, offset)) return e.value;
+    }
+    for (const e of this.#prefixes6) if (prefixContains(e.prefix, packet, offset)) return e.value;
+    return undefined;
+  }
+
+  #lookup4(packet: Uint8Array, offset: number): T | undefined {
+    const host = this.#hosts4.get(read32(packet, offset));
+    if (host) return host.value;
+    for (const e of this.#prefixes4) if (prefixContains(e.prefix, packet, offset)) return e.value;
+    return undefined;
+  }
+}
