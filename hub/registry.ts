@@ -203,7 +203,7 @@ export class Registry {
     this.expireAfterMs = options.expireAfterMs ?? EXPIRE_AFTER_KEEPALIVES * this.keepaliveMs;
     if (!(this.expireAfterMs > this.keepaliveMs)) {
       throw new RangeError(
-        `expiry (${this.expireAfterMs} ms) must be longer than the keepalive (${this.keepaliveMs} ms)`,
+        `expiry (${this.expireAfterMs} ms) must exceed the keepalive (${this.keepaliveMs} ms)`,
       );
     }
     this.#maxMembersPerNetwork = positive("maxMembersPerNetwork", options.maxMembersPerNetwork) ??

@@ -118,7 +118,7 @@ Deno.test("openAdvert() rejects bad sizes and malformed plaintext", () => {
   });
 });
 
-Deno.test("decodeAdvert() keeps unknown optional extensions and rejects unknown critical ones", () => {
+Deno.test("decodeAdvert() keeps unknown optional TLVs and rejects unknown critical ones", () => {
   const good = encodeAdvert(ADVERT);
   const withTlv = (type: number) => {
     const out = new Uint8Array(good.length + 4);
