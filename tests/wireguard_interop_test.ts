@@ -15,6 +15,11 @@
  * @module
  */
 import { generatePrivateKey, publicKeyOf } from "../protocol/wireguard/mod.ts";
+import {
+  PINNED_INITIATION,
+  PINNED_PRIVATE_A,
+  PINNED_PRIVATE_B,
+} from "../protocol/wireguard/_test_vectors.ts";
 
 const PORT_A = 51001;
 const PORT_B = 51002;
@@ -71,6 +76,20 @@ async function must(cmd: string[]): Promise<string> {
   const r = await run(cmd);
   if (r.code !== 0) throw new Error(`${cmd.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
   return r.stdout;
+}
+
+function fromHex(s: string): Uint8Array {
+  return Uint8Array.from(s.match(/../g) ?? [], (x) => parseInt(x, 16));
+}
+
+/** Waits until some line of `l` satisfies `pred`; false after `timeoutMs`. */
+async function waitLine(l: Lines, pred: (line: string) => boolean, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (l.lines.some(pred)) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return l.lines.some(pred);
 }
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -288,15 +307,49 @@ Deno.test({
       const shown = await must(inB("wg", "show", ifB, "latest-handshakes"));
       if (!shown.includes(b64(ourPub))) throw new Error(`wg show lacks our peer: ${shown}`);
 
+      // 4. The pinned known-answer initiation of protocol/wireguard/device_test.ts is accepted
+      //    by wireguard-go when it holds the pinned responder key.
+      await Deno.writeTextFile(`${tmp}/pinned_b.key`, b64(fromHex(PINNED_PRIVATE_B)));
+      const pinnedPeer = b64(publicKeyOf(fromHex(PINNED_PRIVATE_A)));
+      await must(inB(
+        "wg",
+        "set",
+        ifB,
+        "private-key",
+        `${tmp}/pinned_b.key`,
+        "peer",
+        pinnedPeer,
+        "allowed-ips",
+        "fd00:77::9/128",
+        "endpoint",
+        `${ADDR_A}:${PORT_A}`,
+      )); // deno-fmt-ignore
+      const abbrev = `${pinnedPeer.slice(0, 4)}…${pinnedPeer.slice(39, 43)}`;
+      const writer = fixture.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(`send ${PINNED_INITIATION}\n`));
+      writer.releaseLock();
+      const pinnedOk = await waitLine(
+        wgLog,
+        (l) => l.includes(abbrev) && l.includes("Sending handshake response"),
+        10_000,
+      );
+      if (!pinnedOk) {
+        throw new Error(
+          `wireguard-go did not answer the pinned initiation:\n${
+            wgLog.lines.concat(wgErr.lines).slice(-20).join("\n")
+          }`,
+        );
+      }
+
       console.log(
-        `interop ok: we initiated + echo reply; ping B→A: ${
+        `interop ok (pinned initiation answered by wireguard-go): we initiated + echo reply; ping B→A: ${
           ping1.stdout.match(/\d+ packets transmitted.*/)?.[0]
         }; wireguard-go initiated + ping: ${ping2.stdout.match(/\d+ packets transmitted.*/)?.[0]}`,
       );
     } finally {
       if (fixture) {
         try {
-          await fixture.stdin.close();
+          await fixture.stdin.close(); // the fixture exits when stdin closes
         } catch { /* gone */ }
         const exited = await Promise.race([
           fixture.status.then(() => true),

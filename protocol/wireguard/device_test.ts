@@ -1,8 +1,17 @@
 import { WgDevice, type WgReceiveResult } from "./device.ts";
 import { WG_DROP_REASONS } from "./peer.ts";
+import { publicKeyOf } from "./noise.ts";
+import {
+  PINNED_INITIATION,
+  PINNED_PRIVATE_A,
+  PINNED_PRIVATE_B,
+  PINNED_RESPONSE,
+  PINNED_WALL_MS,
+} from "./_test_vectors.ts";
 import {
   assertEquals,
   expectKind,
+  h,
   handshake,
   hex,
   ip6,
@@ -343,21 +352,10 @@ Deno.test("removePeer() forgets sessions: its traffic is an unknown index", () =
   assertEquals([...p.b.peers].length, 0);
 });
 
-// Pinned known-answer handshake. Recorded from this implementation after the live interop test
-// against wireguard-go passed (tests/wireguard_interop_test.ts), so it guards against regressions
-// of byte-level behaviour confirmed by a third party.
-const PINNED_INITIATION = "0100000057d2d8193c1220a8be60e7d2f8e4c4dbe49d6b2d67c6029a446a4efd" +
-  "88cbf5446940f72adcc447e577113580ce9acc343d686b85e48446e2b745985c" +
-  "0b73971b1891d707e44e21b1d05ccfa4cdaaaff6ebdca9ee4ee96f94e6969102" +
-  "2fb705d59bafa9c47a697e1428c7c5bcd96c25614feeec67649af6b6b8907eb7" +
-  "fc5b73b600000000000000000000000000000000";
-const PINNED_RESPONSE = "0200000074a3d01457d2d8198e7c60237bb5f5e432bfc91c84db4827a4bdbdd0" +
-  "da1eb22c6d27c99103601d0074421787b9bcabf6d4ac616ae94474bd8dc75993" +
-  "315c4aa9b8f1b4a947b2e81600000000000000000000000000000000";
-
 Deno.test("pinned known-answer handshake (fixed keys, ephemerals, timestamp)", () => {
-  const fixedWall = () => 1_700_000_000_123;
-  const p = pair({ wallClockMs: fixedWall });
+  const p = pair({ wallClockMs: () => PINNED_WALL_MS });
+  assertEquals(hex(p.a.publicKey), hex(publicKeyOf(h(PINNED_PRIVATE_A))));
+  assertEquals(hex(p.b.publicKey), hex(publicKeyOf(h(PINNED_PRIVATE_B))));
   const init = p.ab.createInitiation(0);
   const reply = expectKind(p.b.receive(init, SRC_A, 0), "reply");
   assertEquals(hex(init), PINNED_INITIATION);
