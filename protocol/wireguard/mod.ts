@@ -4,7 +4,7 @@
  * packets and timer ticks into datagrams; the caller owns sockets, the TUN device and the clock.
  *
  * ```ts
- * import { generatePrivateKey, publicKeyOf, WgDevice } from "./mod.ts";
+ * import { generatePrivateKey, WgDevice } from "./mod.ts";
  * const a = new WgDevice({ privateKey: generatePrivateKey() });
  * const b = new WgDevice({ privateKey: generatePrivateKey() });
  * const peerB = a.addPeer(b.publicKey);

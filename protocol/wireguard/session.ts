@@ -18,6 +18,7 @@ import type { TransportKeys } from "./handshake.ts";
 export const PADDING_MULTIPLE = 16;
 
 const AEAD_OPTS = { authTagLength: TAG_LEN } as const;
+const EMPTY = new Uint8Array(0);
 
 /** A transport session between us and one peer. */
 export class Session {
@@ -119,5 +120,3 @@ export class Session {
     this.#pad.fill(0);
   }
 }
-
-const EMPTY = new Uint8Array(0);

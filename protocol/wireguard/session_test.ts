@@ -1,0 +1,49 @@
+import { Session } from "./session.ts";
+import { aeadOpen, hash } from "./noise.ts";
+import { assertEquals, hex, ip6 } from "./_test_helpers.ts";
+
+const te = new TextEncoder();
+const K1 = hash(te.encode("k1"));
+const K2 = hash(te.encode("k2"));
+
+function sessions() {
+  const a = new Session({ sendKey: K1, receiveKey: K2 }, 1, 2, true, 0);
+  const b = new Session({ sendKey: K2, receiveKey: K1 }, 2, 1, false, 0);
+  return { a, b };
+}
+
+Deno.test("Session.seal() pads to 16, writes the header, and opens on the other side", () => {
+  const { a, b } = sessions();
+  const p = ip6(5, 7); // 45 bytes → 48
+  const dg = a.seal(p);
+  assertEquals(dg.length, 16 + 48 + 16);
+  assertEquals(hex(dg.subarray(0, 16)), "04000000" + "02000000" + "0000000000000000");
+  const plain = b.open(dg)!;
+  assertEquals(plain.length, 48);
+  assertEquals(plain.subarray(0, 45), p);
+  assertEquals(plain.subarray(45), new Uint8Array(3));
+  assertEquals(Object.getPrototypeOf(plain), Uint8Array.prototype); // not a node Buffer
+  assertEquals(a.sendCounter, 1);
+  assertEquals(a.seal(p).subarray(8, 16), Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0));
+});
+
+Deno.test("Session transport AEAD (node:crypto) equals the handshake AEAD (noble)", () => {
+  const { a } = sessions();
+  a.sendCounter = 0x1_0000_0005;
+  const p = ip6(12);
+  const dg = a.seal(p);
+  const viaNoble = aeadOpen(K1, 0x1_0000_0005, dg.subarray(16), new Uint8Array(0))!;
+  assertEquals(viaNoble.subarray(0, p.length), p);
+});
+
+Deno.test("Session keepalive is 32 bytes; tampering or the wrong key fails to open", () => {
+  const { a, b } = sessions();
+  const ka = a.seal(new Uint8Array(0));
+  assertEquals(ka.length, 32);
+  assertEquals(b.open(ka)!.length, 0);
+  const bad = a.seal(ip6(1));
+  bad[20]! ^= 1;
+  assertEquals(b.open(bad), null);
+  assertEquals(a.open(a.seal(ip6(1))), null); // a's receive key is not its send key
+  assertEquals(b.open(new Uint8Array(31)), null);
+});
