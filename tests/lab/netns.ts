@@ -746,6 +746,24 @@ export class Lab implements AsyncDisposable {
       "ACCEPT",
     ]);
     await ipt(["-A", "FORWARD", "-i", "wan", "-o", "lan", "-j", "DROP"]);
+    // Like every home router, drop unsolicited packets to the router itself. This matters for
+    // hole punching, not only for realism: a packet that reaches local delivery gets a
+    // confirmed conntrack entry, and that entry makes MASQUERADE pick a different source port
+    // for the client's own later packet to the same peer (a tuple clash), so two NATs that both
+    // saw the other's first probe would never meet. A dropped packet's entry is never confirmed.
+    await ipt([
+      "-A",
+      "INPUT",
+      "-i",
+      "wan",
+      "-m",
+      "conntrack",
+      "--ctstate",
+      "ESTABLISHED,RELATED",
+      "-j",
+      "ACCEPT",
+    ]);
+    await ipt(["-A", "INPUT", "-i", "wan", "-j", "DROP"]);
     await this.exec(clientNs, [
       "ip",
       "route",

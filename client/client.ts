@@ -1,0 +1,184 @@
+/**
+ * The client process: opens the TUN device and the UDP socket, then drives the {@linkcode Mesh}
+ * with packets and ticks until SIGINT/SIGTERM (or an abort signal), and tears everything down.
+ *
+ * @module
+ */
+import type { ClientConfig } from "./config.ts";
+import { loadOrCreateState } from "./state_file.ts";
+import { Mesh } from "./mesh.ts";
+import { openUdpSocket } from "./udp.ts";
+import type { Prefix } from "./route_table.ts";
+import { nodeAddress, ulaPrefix } from "../protocol/keys.ts";
+import { formatIPv4, formatIPv6 } from "../protocol/ip_address.ts";
+import { openTun } from "../ffi/tun_open.ts";
+import type { TunDevice } from "../ffi/tun.ts";
+import { configureInterface, localAddresses } from "../ffi/netcfg.ts";
+import { log } from "../util/log.ts";
+import { UserError } from "../util/cli_error.ts";
+import { InterfaceConfigError } from "../ffi/netcfg.ts";
+import { OsError } from "../ffi/libc.ts";
+import { formatPrefix } from "./mesh.ts";
+
+const tunLog = log("tun");
+const clientLog = log("client");
+
+/** How often the mesh timers run. */
+const TICK_MS = 200;
+/** Largest packet read from the TUN device (well above any MTU we allow). */
+const TUN_READ_BUFFER_LEN = 65_536;
+/** Default length of the derived VPN prefix routed into the TUN. */
+const DERIVED_PREFIX_LEN = 48;
+
+/** Options for running a client in-process (tests). */
+export interface RunClientOptions {
+  /** Stops the client when aborted (in addition to SIGINT/SIGTERM). */
+  signal?: AbortSignal;
+}
+
+/** The VPN IPv6 address of this node: configured, or derived from the network and node key. */
+export function vpnAddress(config: ClientConfig, publicKey: Uint8Array): Prefix {
+  if (config.tun.ipv6) return config.tun.ipv6;
+  return {
+    address: nodeAddress(ulaPrefix(config.psk), publicKey),
+    prefixLength: DERIVED_PREFIX_LEN,
+  };
+}
+
+/** Runs a client until it is told to stop. Start-up mistakes throw UserError subclasses. */
+export async function runClient(config: ClientConfig, options: RunClientOptions = {}) {
+  const state = await loadOrCreateState(config.node.stateFile);
+  if (state.created) {
+    clientLog.info("created a new node key in {path}", { path: config.node.stateFile });
+  }
+  const ipv6 = vpnAddress(config, state.publicKey);
+  const ipv4 = config.tun.ipv4;
+
+  const tun = startupStep(() => openTun(config.tun.interface));
+  let socket;
+  try {
+    await configureInterface({
+      name: tun.name,
+      mtu: config.tun.mtu,
+      ipv6: { address: formatIPv6(ipv6.address), prefixLength: ipv6.prefixLength },
+      ipv4: ipv4 && { address: formatIPv4(ipv4.address), prefixLength: ipv4.prefixLength },
+      // Static peers may live outside our own prefix.
+      routes: config.peers.flatMap((p) => [...p.ipv6, ...p.ipv4]).map(formatPrefix),
+    });
+    socket = startupStep(() => openUdpSocket(config.node.port), `udp port ${config.node.port}`);
+  } catch (err) {
+    tun.close();
+    if (err instanceof InterfaceConfigError) throw new UserError(err.message, { cause: err });
+    throw err;
+  }
+  tunLog.info("{name} up: {addresses}, mtu {mtu}", {
+    name: tun.name,
+    addresses: [ipv6, ...(ipv4 ? [ipv4] : [])].map(formatPrefix).join(", "),
+    mtu: config.tun.mtu,
+  });
+
+  const udp = socket;
+  const mesh = new Mesh({
+    psk: config.psk,
+    privateKey: state.privateKey,
+    name: config.node.name,
+    ipv6: { address: ipv6.address, prefixLength: 128 },
+    ipv4: ipv4 ? { address: ipv4.address, prefixLength: 32 } : undefined,
+    hubs: config.hubs,
+    staticPeers: config.peers.map((p, i) => ({
+      name: p.name ?? `peer${i + 1}`,
+      publicKey: p.publicKey,
+      endpoint: p.endpoint,
+      addresses: [...p.ipv6, ...p.ipv4],
+    })),
+    timers: {
+      rekeyAfterMs: config.testing.rekeyAfterMs,
+      rejectAfterMs: config.testing.rejectAfterMs,
+      keepaliveMs: config.testing.keepaliveMs,
+      hubKeepaliveMs: config.testing.hubKeepaliveMs,
+    },
+    port: udp.port,
+    // The TUN is excluded by name: our VPN addresses must never become underlay candidates.
+    localAddresses: () => localAddresses({ exclude: [tun.name] }).map((a) => a.address),
+    send: (data, to) => udp.send(data, to),
+    writeTun: (packet) => {
+      tun.write(packet);
+    },
+    now: () => performance.now(),
+  });
+  clientLog.info("node {name}: {address}, udp port {port}, {hubs} hub(s)", {
+    name: config.node.name,
+    address: formatPrefix(ipv6),
+    port: udp.port,
+    hubs: config.hubs.length,
+  });
+
+  let stopping = false;
+  const stopped = Promise.withResolvers<void>();
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    stopped.resolve();
+  };
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, stop);
+  options.signal?.addEventListener("abort", stop);
+
+  const timer = setInterval(() => mesh.tick(), TICK_MS);
+  mesh.tick();
+  const tunLoop = readTun(tun, mesh, () => stopping);
+  const udpLoop = (async () => {
+    while (!stopping) {
+      let received;
+      try {
+        received = await udp.receive();
+      } catch {
+        if (stopping) return;
+        continue;
+      }
+      mesh.handleDatagram(received[0], received[1]);
+    }
+  })();
+
+  await stopped.promise;
+  clientLog.info("stopping: leaving the hubs, removing {name}", { name: tun.name });
+  clearInterval(timer);
+  mesh.leave();
+  // Give the LEAVE datagrams a moment to go out before the socket closes.
+  await new Promise((r) => setTimeout(r, 50));
+  udp.close();
+  tun.close();
+  await Promise.allSettled([tunLoop, udpLoop]);
+  for (const s of signals) Deno.removeSignalListener(s, stop);
+}
+
+async function readTun(tun: TunDevice, mesh: Mesh, stopping: () => boolean): Promise<void> {
+  const buf = new Uint8Array(TUN_READ_BUFFER_LEN);
+  while (!stopping()) {
+    let n: number;
+    try {
+      // Drain everything that is ready with cheap synchronous reads, then wait once.
+      while ((n = tun.tryRead(buf)) > 0) mesh.handleTunPacket(buf.subarray(0, n));
+    } catch (err) {
+      if (stopping()) return;
+      throw err;
+    }
+    await tun.waitReadable();
+  }
+}
+
+/** Runs one start-up step; OS refusals (no root, port in use, ...) become one-line user errors. */
+function startupStep<T>(step: () => T, what = ""): T {
+  try {
+    return step();
+  } catch (err) {
+    if (err instanceof OsError) throw new UserError(err.message, { cause: err });
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new UserError(`${what}: already in use by another program`, { cause: err });
+    }
+    if (err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotCapable) {
+      throw new UserError(`${what}: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+}

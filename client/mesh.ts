@@ -1,0 +1,727 @@
+/**
+ * The mesh: everything a client does between its TUN device and its UDP socket, without doing
+ * any I/O itself. The driver (`client.ts`, or a test with fakes) feeds it datagrams, TUN packets
+ * and clock ticks; it answers through the `send` and `writeTun` callbacks it was given.
+ *
+ * Pipeline, inside → outside (TUN packet to the network):
+ *   handleTunPacket → RouteTable.lookupDestination → WgPeer.encrypt → send(edge endpoint)
+ *   (no session yet: the packet waits in the peer's queue and a handshake is sent at once)
+ *
+ * Pipeline, outside → inside (datagram from the network):
+ *   handleDatagram → first byte: 1-4 WireGuard → WgDevice.receive → inner-source check → writeTun
+ *                               0x11-0x16 hub messages (only from configured hubs) → members
+ *                               0x17 punch → counted, nothing else
+ *
+ * Members come from sealed adverts relayed by the hub(s). A member's candidates are the endpoint
+ * the hub observed plus the local addresses in its advert; while a member has no session we
+ * "punch": send a PUNCH and a fresh handshake initiation to every candidate about once a second.
+ * The first authenticated packet fixes the edge's endpoint; later authenticated packets from a
+ * new address move it (roaming). The hub is never needed again once an edge is up.
+ *
+ * @module
+ */
+import { WgDevice, type WgPeer, type WgReceiveResult } from "../protocol/wireguard/mod.ts";
+import { deriveNetworkKeys, type NetworkKeys, nodeIdFromKey } from "../protocol/keys.ts";
+import { type Advert, nextAdvertTimestamp, openAdvert, sealAdvert } from "../protocol/advert.ts";
+import {
+  decodeHubMessage,
+  encodeHubMessage,
+  HUB_TYPE_MAX,
+  HUB_TYPE_MIN,
+  type HubMessage,
+  MessageType,
+} from "../protocol/hub_messages.ts";
+import { encodeEndpoint, endpointKey, formatEndpoint } from "../protocol/endpoint.ts";
+import { formatIPv6 } from "../protocol/ip_address.ts";
+import { type Prefix, RouteTable } from "./route_table.ts";
+import type { UdpEndpoint } from "./udp.ts";
+import { log } from "../util/log.ts";
+
+const hubLog = log("hub");
+const punchLog = log("punch");
+const edgeLog = log("edge");
+const handshakeLog = log("handshake");
+
+/** How often a member without a session is punched (PUNCH + initiation to every candidate). */
+export const PUNCH_INTERVAL_MS = 1_000;
+/** How long punching goes on after a member appears or changes, before WireGuard's own retries. */
+export const PUNCH_DURATION_MS = 20_000;
+/** Registration retry while a hub does not answer (it may be restarting). */
+export const HUB_RETRY_MS = 2_000;
+/** Most local addresses put in an advert (the advert format's limit). */
+const MAX_LOCAL_CANDIDATES = 8;
+
+/** Timer settings of the mesh, all in milliseconds. */
+export interface MeshTimers {
+  /** WireGuard REKEY_AFTER_TIME. */
+  rekeyAfterMs: number;
+  /** WireGuard REJECT_AFTER_TIME. */
+  rejectAfterMs: number;
+  /** Persistent keepalive on every edge, to hold NAT mappings open. */
+  keepaliveMs: number;
+  /** Re-registration interval with each hub. */
+  hubKeepaliveMs: number;
+}
+
+/** A statically configured WireGuard peer (no hub involved). */
+export interface StaticPeer {
+  /** Label for logs and status. */
+  name: string;
+  /** The peer's WireGuard public key. */
+  publicKey: Uint8Array;
+  /** Where to reach it. */
+  endpoint: UdpEndpoint;
+  /** VPN addresses routed to it. */
+  addresses: Prefix[];
+}
+
+/** Everything the mesh needs to know and to reach the outside world. */
+export interface MeshOptions {
+  /** Network PSK (32 bytes): WireGuard preshared key and root of the advert keys. */
+  psk: Uint8Array;
+  /** This node's static X25519 private key. */
+  privateKey: Uint8Array;
+  /** This node's name (in its advert). */
+  name: string;
+  /** This node's VPN IPv6 address and the prefix routed into the TUN. */
+  ipv6: Prefix;
+  /** Optional VPN IPv4 address. */
+  ipv4?: Prefix | undefined;
+  /** Hub endpoints to register with. */
+  hubs: UdpEndpoint[];
+  /** Static WireGuard peers. */
+  staticPeers?: StaticPeer[];
+  /** Timers. */
+  timers: MeshTimers;
+  /** The UDP port this node's socket is bound to. */
+  port: number;
+  /** This host's interface addresses (hole-punching candidates for LAN peers). */
+  localAddresses: () => string[];
+  /** Sends a datagram; must not throw. The buffer is handed over. */
+  send: (data: Uint8Array, to: UdpEndpoint) => void;
+  /** Writes an IP packet to the TUN device. */
+  writeTun: (packet: Uint8Array) => void;
+  /** Milliseconds, monotonic enough for timers. */
+  now: () => number;
+  /** Observer for tests and the status command. */
+  onEvent?: (event: MeshEvent) => void;
+}
+
+/** Things worth telling a test or an operator about. */
+export type MeshEvent =
+  | { kind: "hub-registered"; hub: string; observed: string; members: number }
+  | { kind: "hub-lost"; hub: string }
+  | { kind: "member"; name: string; address: string }
+  | { kind: "edge-up"; name: string; endpoint: string; path: string; afterMs: number }
+  | { kind: "edge-moved"; name: string; endpoint: string; path: string }
+  | { kind: "edge-down"; name: string };
+
+type CandidateSource = "hub" | "local" | "static";
+
+interface Candidate {
+  endpoint: UdpEndpoint;
+  source: CandidateSource;
+}
+
+/** One other member of the network and our edge to it. */
+interface Member {
+  name: string;
+  /** Hex node id (the hub's name for it); static peers use their public key. */
+  id: string;
+  publicKey: Uint8Array;
+  addresses: Prefix[];
+  advertTimestamp: number;
+  candidates: Map<string, Candidate>;
+  endpoint: UdpEndpoint | null;
+  endpointKey: string;
+  lastAuthenticatedMs: number;
+  firstSeenMs: number;
+  punchUntilMs: number;
+  nextPunchMs: number;
+  up: boolean;
+  peer: WgPeer;
+}
+
+interface HubState {
+  endpoint: UdpEndpoint;
+  key: string;
+  token: Uint8Array | null;
+  registered: boolean;
+  lastHeardMs: number;
+  nextRegisterMs: number;
+  registrations: number;
+  observed: string;
+}
+
+/** Counters of everything the mesh dropped, by reason. */
+export type DropCounters = Record<string, number>;
+
+const EMPTY = new Uint8Array(0);
+
+/** The client's mesh logic. */
+export class Mesh {
+  readonly #o: MeshOptions;
+  readonly #device: WgDevice;
+  readonly #keys: NetworkKeys;
+  readonly #networkId: Uint8Array;
+  readonly #nodeId: Uint8Array;
+  readonly #routes = new RouteTable<Member>();
+  readonly #members = new Map<string, Member>();
+  readonly #hubs: HubState[];
+  #advert: Uint8Array | null = null;
+  #advertLocal = "";
+  #advertTimestamp = 0;
+  /** Dropped packets by reason. */
+  readonly drops: DropCounters = {};
+
+  constructor(options: MeshOptions) {
+    this.#o = options;
+    this.#device = new WgDevice({
+      privateKey: options.privateKey,
+      timers: {
+        rekeyAfterMs: options.timers.rekeyAfterMs,
+        rejectAfterMs: options.timers.rejectAfterMs,
+        persistentKeepaliveMs: options.timers.keepaliveMs,
+      },
+    });
+    this.#keys = deriveNetworkKeys(options.psk);
+    this.#networkId = this.#keys.networkId;
+    this.#nodeId = nodeIdFromKey(this.#keys.nodeIdKey, this.#device.publicKey);
+    this.#hubs = options.hubs.map((endpoint) => ({
+      endpoint,
+      key: endpointKey(endpoint),
+      token: null,
+      registered: false,
+      lastHeardMs: 0,
+      nextRegisterMs: 0,
+      registrations: 0,
+      observed: "",
+    }));
+    const now = options.now();
+    for (const s of options.staticPeers ?? []) {
+      const member = this.#addMember(hex(s.publicKey), s.name, s.publicKey, s.addresses, now);
+      member.candidates.set(endpointKey(s.endpoint), { endpoint: s.endpoint, source: "static" });
+      this.#startPunching(member, now);
+    }
+  }
+
+  /** This node's WireGuard public key. */
+  get publicKey(): Uint8Array {
+    return this.#device.publicKey;
+  }
+
+  /** Handles one IP packet read from the TUN device. */
+  handleTunPacket(packet: Uint8Array): void {
+    const member = this.#routes.lookupDestination(packet);
+    if (member === undefined) {
+      this.#drop("tun-no-route");
+      return;
+    }
+    const now = this.#o.now();
+    const datagram = member.peer.encrypt(packet, now);
+    if (datagram === null) {
+      // Queued inside the peer until a session exists; make sure someone is trying.
+      if (member.punchUntilMs < now) this.#startPunching(member, now);
+      return;
+    }
+    if (member.endpoint === null) {
+      this.#drop("tun-no-endpoint");
+      return;
+    }
+    this.#o.send(datagram, member.endpoint);
+  }
+
+  /** Handles one datagram received on the UDP socket. Never throws for any input. */
+  handleDatagram(data: Uint8Array, from: UdpEndpoint): void {
+    const type = data[0];
+    if (type !== undefined && type >= 1 && type <= 4) {
+      this.#handleWireGuard(data, from);
+    } else if (type === MessageType.PUNCH) {
+      this.#drop("punch-received");
+    } else if (type !== undefined && type >= HUB_TYPE_MIN && type <= HUB_TYPE_MAX) {
+      this.#handleHub(data, from);
+    } else {
+      this.#drop("udp-unknown-type");
+    }
+  }
+
+  /** Runs timers: hub registration, punching, WireGuard retries and keepalives. */
+  tick(): void {
+    const now = this.#o.now();
+    this.#refreshAdvert(now);
+    for (const hub of this.#hubs) this.#tickHub(hub, now);
+    for (const member of this.#members.values()) this.#tickMember(member, now);
+  }
+
+  /** Tells the hubs we are leaving (best effort; they also expire us on their own). */
+  leave(): void {
+    for (const hub of this.#hubs) {
+      if (hub.token === null) continue;
+      this.#o.send(
+        encodeHubMessage({
+          kind: "leave",
+          networkId: this.#networkId,
+          nodeId: this.#nodeId,
+          token: hub.token,
+        }),
+        hub.endpoint,
+      );
+    }
+  }
+
+  /** A snapshot for status output and tests. */
+  status(): MeshStatus {
+    const now = this.#o.now();
+    return {
+      publicKey: this.#device.publicKey,
+      hubs: this.#hubs.map((h) => ({
+        endpoint: formatEndpoint(h.endpoint),
+        registered: h.registered,
+        observed: h.observed,
+        lastHeardAgoMs: h.lastHeardMs === 0 ? null : now - h.lastHeardMs,
+      })),
+      members: [...this.#members.values()].map((m) => ({
+        name: m.name,
+        addresses: m.addresses.map(formatPrefix),
+        up: m.up,
+        endpoint: m.endpoint === null ? null : formatEndpoint(m.endpoint),
+        path: m.endpoint === null ? null : this.#pathOf(m, m.endpoint),
+        candidates: [...m.candidates.values()].map((c) =>
+          `${formatEndpoint(c.endpoint)} (${c.source})`
+        ),
+        lastHandshakeAgoMs: m.peer.stats.lastHandshakeMs === 0
+          ? null
+          : now - m.peer.stats.lastHandshakeMs,
+        txBytes: m.peer.stats.txBytes,
+        rxBytes: m.peer.stats.rxBytes,
+        handshakes: m.peer.stats.handshakesCompleted,
+      })),
+      drops: { ...this.drops, ...prefixed("wg-", this.#device.drops) },
+    };
+  }
+
+  // --- WireGuard edges -------------------------------------------------------------------------
+
+  #handleWireGuard(data: Uint8Array, from: UdpEndpoint): void {
+    const now = this.#o.now();
+    // Only handshake messages need the source for cookie binding; transport skips the encoding.
+    const source = data[0] === 4 ? EMPTY : encodeEndpoint(from);
+    let result: WgReceiveResult;
+    try {
+      result = this.#device.receive(data, source, now);
+    } catch {
+      // The device promises not to throw; if it does anyway, a remote must not be able to
+      // take the client down with it.
+      this.#drop("wg-internal-error");
+      return;
+    }
+    switch (result.kind) {
+      case "drop":
+        this.#drop(`wg-${result.reason}`);
+        return;
+      case "none":
+        return;
+      case "reply": {
+        this.#o.send(result.packet, from);
+        if (result.authenticated && result.peer) {
+          const member = result.peer.context as Member;
+          handshakeLog.debug("handshake with {name} answered", { name: member.name });
+          this.#authenticated(member, from, now, false);
+        }
+        return;
+      }
+      case "established": {
+        const member = result.peer.context as Member;
+        handshakeLog.debug("handshake with {name} done", { name: member.name });
+        this.#authenticated(member, from, now, true);
+        for (const p of result.packets) this.#o.send(p, from);
+        return;
+      }
+      case "keepalive": {
+        this.#authenticated(result.peer.context as Member, from, now, true);
+        for (const p of result.outgoing) this.#o.send(p, from);
+        return;
+      }
+      case "data": {
+        const member = result.peer.context as Member;
+        if (this.#routes.lookupSource(result.packet) !== member) {
+          this.#drop("inner-source-not-allowed");
+          return;
+        }
+        this.#authenticated(member, from, now, true);
+        this.#o.writeTun(result.packet);
+        // Packets queued while we were the responder wait for the first transport packet.
+        for (const p of result.outgoing) this.#o.send(p, from);
+        return;
+      }
+    }
+  }
+
+  /** An authenticated packet from `member` arrived from `from`: the edge lives there now. */
+  #authenticated(member: Member, from: UdpEndpoint, now: number, sessionUp: boolean): void {
+    member.lastAuthenticatedMs = now;
+    const key = endpointKey(from);
+    if (member.endpointKey !== key) {
+      const moved = member.endpoint !== null;
+      member.endpoint = from;
+      member.endpointKey = key;
+      if (moved && member.up) {
+        const event = {
+          kind: "edge-moved" as const,
+          name: member.name,
+          endpoint: formatEndpoint(from),
+          path: this.#pathOf(member, from),
+        };
+        edgeLog.info("edge to {name} moved to {endpoint} ({path})", event);
+        this.#o.onEvent?.(event);
+      }
+    }
+    if (sessionUp && !member.up) {
+      member.up = true;
+      member.punchUntilMs = 0;
+      const event = {
+        kind: "edge-up" as const,
+        name: member.name,
+        endpoint: formatEndpoint(from),
+        path: this.#pathOf(member, from),
+        afterMs: Math.round(now - member.firstSeenMs),
+      };
+      edgeLog.info("edge up: {name} via {endpoint} ({path}), {afterMs} ms after discovery", event);
+      this.#o.onEvent?.(event);
+    }
+  }
+
+  #pathOf(member: Member, endpoint: UdpEndpoint): string {
+    const c = member.candidates.get(endpointKey(endpoint));
+    if (c?.source === "local") return "LAN";
+    if (c?.source === "static") return "static";
+    return endpoint.hostname.includes(":") ? "IPv6" : "public IPv4";
+  }
+
+  #tickMember(member: Member, now: number): void {
+    let packets: Uint8Array[];
+    try {
+      packets = member.peer.tick(now);
+    } catch {
+      this.#drop("wg-internal-error");
+      packets = [];
+    }
+    const staleAfterMs = this.#o.timers.keepaliveMs * 2 + 15_000;
+    if (member.up && now - member.lastAuthenticatedMs > staleAfterMs) {
+      member.up = false;
+      const event = { kind: "edge-down" as const, name: member.name };
+      edgeLog.warn("edge down: {name} (nothing heard for {seconds} s), punching again", {
+        ...event,
+        seconds: Math.round((now - member.lastAuthenticatedMs) / 1000),
+      });
+      this.#o.onEvent?.(event);
+      this.#startPunching(member, now);
+    }
+    const punching = member.punchUntilMs > now && !member.up;
+    if (punching && now >= member.nextPunchMs) {
+      member.nextPunchMs = now + PUNCH_INTERVAL_MS;
+      const punch = encodeHubMessage({
+        kind: "punch",
+        nonce: crypto.getRandomValues(new Uint8Array(8)),
+      });
+      const init = member.peer.createInitiation(now);
+      for (const c of member.candidates.values()) {
+        this.#o.send(punch, c.endpoint);
+        this.#o.send(init, c.endpoint);
+      }
+      punchLog.debug("punching {name}: {count} candidates", {
+        name: member.name,
+        count: member.candidates.size,
+      });
+      return;
+    }
+    if (packets.length === 0) return;
+    if (member.endpoint !== null && member.up) {
+      for (const p of packets) this.#o.send(p, member.endpoint);
+    } else {
+      // No confirmed path: every candidate gets the retry, any of them may be the one.
+      for (const c of member.candidates.values()) {
+        for (const p of packets) this.#o.send(p, c.endpoint);
+      }
+    }
+  }
+
+  #startPunching(member: Member, now: number): void {
+    member.punchUntilMs = now + PUNCH_DURATION_MS;
+    member.nextPunchMs = now;
+  }
+
+  #addMember(
+    id: string,
+    name: string,
+    publicKey: Uint8Array,
+    addresses: Prefix[],
+    now: number,
+  ): Member {
+    const peer = this.#device.addPeer(publicKey, this.#o.psk);
+    const member: Member = {
+      name,
+      id,
+      publicKey,
+      addresses,
+      advertTimestamp: 0,
+      candidates: new Map(),
+      endpoint: null,
+      endpointKey: "",
+      lastAuthenticatedMs: 0,
+      firstSeenMs: now,
+      punchUntilMs: 0,
+      nextPunchMs: 0,
+      up: false,
+      peer,
+    };
+    peer.context = member;
+    this.#members.set(id, member);
+    this.#setRoutes(member, addresses);
+    return member;
+  }
+
+  #setRoutes(member: Member, addresses: Prefix[]): void {
+    this.#routes.removeValue(member);
+    for (const a of addresses) {
+      if (samePrefix(a, this.#o.ipv6) || (this.#o.ipv4 && samePrefix(a, this.#o.ipv4))) {
+        edgeLog.warn("member {name} claims our own address {address}; ignored", {
+          name: member.name,
+          address: formatPrefix(a),
+        });
+        continue;
+      }
+      this.#routes.add(a, member);
+    }
+    member.addresses = addresses;
+  }
+
+  // --- hubs ------------------------------------------------------------------------------------
+
+  #refreshAdvert(now: number): void {
+    const local = this.#o.localAddresses().slice(0, MAX_LOCAL_CANDIDATES);
+    const localKey = local.join(",");
+    if (this.#advert !== null && localKey === this.#advertLocal) return;
+    this.#advertLocal = localKey;
+    // Monotonic even if the wall clock steps back, so members never mistake it for a replay.
+    this.#advertTimestamp = nextAdvertTimestamp(Date.now(), this.#advertTimestamp);
+    const { ipv6, ipv4 } = this.#o;
+    const advert: Advert = {
+      timestampMs: this.#advertTimestamp,
+      publicKey: this.#device.publicKey,
+      name: this.#o.name,
+      ipv6: { address: ipv6.address, prefixLen: ipv6.prefixLength },
+      ipv4: ipv4 ? { address: ipv4.address, prefixLen: ipv4.prefixLength } : null,
+      udpPort: this.#o.port,
+      localEndpoints: local.map((hostname) => ({ hostname, port: this.#o.port })),
+    };
+    this.#advert = sealAdvert(this.#keys, this.#networkId, advert);
+    // A changed advert goes out at once so members learn our new candidates.
+    for (const hub of this.#hubs) hub.nextRegisterMs = now;
+  }
+
+  #tickHub(hub: HubState, now: number): void {
+    if (hub.registered && now - hub.lastHeardMs > this.#o.timers.hubKeepaliveMs * 2 + 5_000) {
+      hub.registered = false;
+      hubLog.warn("hub {hub} stopped answering; existing edges are unaffected, retrying", {
+        hub: hub.key,
+      });
+      this.#o.onEvent?.({ kind: "hub-lost", hub: hub.key });
+    }
+    if (now < hub.nextRegisterMs || this.#advert === null) return;
+    hub.nextRegisterMs = now + (hub.registered ? this.#o.timers.hubKeepaliveMs : HUB_RETRY_MS);
+    this.#register(hub, hub.registrations % 3 === 0);
+  }
+
+  #register(hub: HubState, fullList: boolean): void {
+    if (this.#advert === null) return;
+    hub.registrations++;
+    this.#o.send(
+      encodeHubMessage({
+        kind: "register",
+        networkId: this.#networkId,
+        nodeId: this.#nodeId,
+        token: hub.token ?? new Uint8Array(16),
+        fullList: fullList || !hub.registered,
+        advert: this.#advert,
+      }),
+      hub.endpoint,
+    );
+  }
+
+  #handleHub(data: Uint8Array, from: UdpEndpoint): void {
+    const key = endpointKey(from);
+    const hub = this.#hubs.find((h) => h.key === key);
+    if (hub === undefined) {
+      this.#drop("hub-msg-not-from-hub");
+      return;
+    }
+    const msg = decodeHubMessage(data);
+    if (msg.kind === "invalid") {
+      this.#drop(`hub-${msg.reason}`);
+      return;
+    }
+    if (!("networkId" in msg) || !bytesEqual(msg.networkId, this.#networkId)) {
+      this.#drop("hub-wrong-network");
+      return;
+    }
+    const now = this.#o.now();
+    this.#handleHubMessage(hub, msg, now);
+  }
+
+  #handleHubMessage(hub: HubState, msg: HubMessage, now: number): void {
+    switch (msg.kind) {
+      case "challenge":
+        if (!bytesEqual(msg.nodeId, this.#nodeId)) return this.#drop("hub-wrong-node");
+        hub.token = msg.token;
+        hub.lastHeardMs = now;
+        this.#register(hub, true);
+        return;
+      case "registered": {
+        if (!bytesEqual(msg.nodeId, this.#nodeId)) return this.#drop("hub-wrong-node");
+        hub.lastHeardMs = now;
+        const observed = formatEndpoint(msg.endpoint);
+        if (!hub.registered || observed !== hub.observed) {
+          const event = {
+            kind: "hub-registered" as const,
+            hub: hub.key,
+            observed,
+            members: msg.members,
+          };
+          hubLog.info("registered with hub {hub}: seen as {observed}, {members} members", event);
+          this.#o.onEvent?.(event);
+        }
+        hub.registered = true;
+        hub.observed = observed;
+        return;
+      }
+      case "member":
+        hub.lastHeardMs = now;
+        this.#handleMember(msg.nodeId, msg.endpoint, msg.advert, now);
+        return;
+      case "gone": {
+        const member = this.#members.get(hex(msg.nodeId));
+        if (member && !member.up) this.#removeMember(member);
+        return;
+      }
+      default:
+        this.#drop("hub-unexpected-message");
+    }
+  }
+
+  #handleMember(id: Uint8Array, observed: UdpEndpoint, sealed: Uint8Array, now: number): void {
+    if (bytesEqual(id, this.#nodeId)) return;
+    const opened = openAdvert(this.#keys, this.#networkId, id, sealed);
+    if ("error" in opened) {
+      this.#drop(`advert-${opened.error}`);
+      return;
+    }
+    const advert = opened.advert;
+    const idHex = hex(id);
+    let member = this.#members.get(idHex);
+    if (member !== undefined && advert.timestampMs < member.advertTimestamp) {
+      // A replayed (older) advert: it must never roll a member back.
+      this.#drop("advert-replayed");
+      return;
+    }
+    const addresses: Prefix[] = [{ address: advert.ipv6.address, prefixLength: 128 }];
+    if (advert.ipv4) addresses.push({ address: advert.ipv4.address, prefixLength: 32 });
+    let changed = false;
+    if (member === undefined) {
+      member = this.#addMember(idHex, advert.name, advert.publicKey, addresses, now);
+      const event = {
+        kind: "member" as const,
+        name: advert.name,
+        address: formatIPv6(advert.ipv6.address),
+      };
+      punchLog.info("member {name} ({address}) discovered, punching", event);
+      this.#o.onEvent?.(event);
+      changed = true;
+    } else if (advert.timestampMs > member.advertTimestamp) {
+      member.name = advert.name;
+      this.#setRoutes(member, addresses);
+      for (const [k, c] of member.candidates) if (c.source === "local") member.candidates.delete(k);
+      changed = true;
+    }
+    member.advertTimestamp = advert.timestampMs;
+    for (const ep of advert.localEndpoints) {
+      const k = endpointKey(ep);
+      if (!member.candidates.has(k)) {
+        member.candidates.set(k, { endpoint: ep, source: "local" });
+        changed = true;
+      }
+    }
+    const ok = endpointKey(observed);
+    const known = member.candidates.get(ok);
+    if (known === undefined) changed = true;
+    // What the hub observed is a public address even when the member also lists it as local.
+    if (known?.source !== "hub") member.candidates.set(ok, { endpoint: observed, source: "hub" });
+    if (changed && !member.up) this.#startPunching(member, now);
+  }
+
+  #removeMember(member: Member): void {
+    this.#routes.removeValue(member);
+    this.#device.removePeer(member.peer);
+    this.#members.delete(member.id);
+  }
+
+  #drop(reason: string): void {
+    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  }
+}
+
+/** What `Mesh.status()` returns. */
+export interface MeshStatus {
+  /** This node's public key. */
+  publicKey: Uint8Array;
+  /** One entry per configured hub. */
+  hubs: {
+    endpoint: string;
+    registered: boolean;
+    observed: string;
+    lastHeardAgoMs: number | null;
+  }[];
+  /** One entry per known member. */
+  members: {
+    name: string;
+    addresses: string[];
+    up: boolean;
+    endpoint: string | null;
+    path: string | null;
+    candidates: string[];
+    lastHandshakeAgoMs: number | null;
+    txBytes: number;
+    rxBytes: number;
+    handshakes: number;
+  }[];
+  /** Drop counters by reason. */
+  drops: Record<string, number>;
+}
+
+function prefixed(prefix: string, counters: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(counters)) if (v > 0) out[prefix + k] = v;
+  return out;
+}
+
+function hex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function samePrefix(a: Prefix, b: Prefix): boolean {
+  return a.address.length === b.address.length && bytesEqual(a.address, b.address);
+}
+
+/** Formats an address prefix as `addr/len`. */
+export function formatPrefix(p: Prefix): string {
+  if (p.address.length === 16) return `${formatIPv6(p.address)}/${p.prefixLength}`;
+  return `${p.address.join(".")}/${p.prefixLength}`;
+}

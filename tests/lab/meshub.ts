@@ -1,0 +1,159 @@
+/**
+ * Real meshub processes in a lab: config files, hub and client processes, and waiting for their
+ * events (log lines) instead of sleeping. Used by the end-to-end tests, the demo and the bench.
+ *
+ * @module
+ */
+import { encodeBase64Url } from "../../util/base64.ts";
+import type { Lab, LabProcess } from "./netns.ts";
+import type { ClientSite } from "./topology.ts";
+
+const REPO = new URL("../../", import.meta.url).pathname;
+/** The CLI entry point. */
+export const MAIN_TS: string = `${REPO}main.ts`;
+const CONFIG: string = `${REPO}deno.json`;
+
+/** The permissions `deno task meshub` grants (kept in step with deno.json). */
+export const MESHUB_PERMISSIONS = [
+  "--unstable-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-ffi",
+  "--allow-run",
+  "--allow-sys",
+  "--allow-env",
+];
+
+/** The command line that runs `meshub ARGS` from source (works from any working directory). */
+export function meshubCommand(...args: string[]): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    "--config",
+    CONFIG,
+    ...MESHUB_PERMISSIONS,
+    MAIN_TS,
+    ...args,
+  ];
+}
+
+/** A fresh network PSK, as `meshub genkey` prints it. */
+export function newPsk(): string {
+  return encodeBase64Url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+/** Options for {@linkcode startHub}. */
+export interface HubOptions {
+  /** Addresses to listen on (`-a`). */
+  addresses: string[];
+  /** UDP port. */
+  port?: number;
+  /** Extra CLI arguments (e.g. `--keepalive 2`). */
+  extraArgs?: string[];
+}
+
+/** Starts a hub in `ns` and waits until it listens. */
+export async function startHub(lab: Lab, ns: string, options: HubOptions): Promise<LabProcess> {
+  const args = ["hub", "-p", String(options.port ?? 3731)];
+  for (const a of options.addresses) args.push("-a", a);
+  const proc = lab.spawn(ns, meshubCommand(...args, ...(options.extraArgs ?? [])));
+  await proc.waitForLine(/listening on/i, { timeoutMs: 60_000 });
+  return proc;
+}
+
+/** A client started by {@linkcode startClient}. */
+export interface ClientNode {
+  /** Node name (also the key in the topology). */
+  name: string;
+  /** Where it runs. */
+  site: ClientSite;
+  /** Its process. */
+  proc: LabProcess;
+  /** Its VPN IPv6 address (without prefix length), from its start-up log. */
+  address6: string;
+  /** Its UDP port. */
+  port: number;
+  /** Path of its config file. */
+  configPath: string;
+}
+
+/** Options for {@linkcode startClient}. */
+export interface ClientOptions {
+  /** Directory for the config and state files. */
+  dir: string;
+  /** The network PSK. */
+  psk: string;
+  /** Hub endpoints, e.g. `198.18.0.1:3731`. */
+  hubs: string[];
+  /** Extra TOML appended to the config (e.g. a `[testing]` section). */
+  extraToml?: string;
+  /** Extra CLI arguments (e.g. `-v`). */
+  extraArgs?: string[];
+}
+
+/** Writes a client config for `site` and returns its path. */
+export async function writeClientConfig(site: ClientSite, options: ClientOptions): Promise<string> {
+  const path = `${options.dir}/${site.name}.toml`;
+  const toml = [
+    "[encryption]",
+    `psk = "${options.psk}"`,
+    "[hub]",
+    `addresses = [${options.hubs.map((h) => `"${h}"`).join(", ")}]`,
+    "[node]",
+    `name = "${site.name}"`,
+    `state_file = "${options.dir}/${site.name}.key"`,
+    "port = 0",
+    "[tun]",
+    `interface = "meshub0"`,
+    "mtu = 1420",
+    options.extraToml ?? "",
+  ].join("\n");
+  await Deno.writeTextFile(path, toml + "\n");
+  return path;
+}
+
+/** Starts a client at `site` and waits until its TUN and socket are up. */
+export async function startClient(
+  lab: Lab,
+  site: ClientSite,
+  options: ClientOptions,
+): Promise<ClientNode> {
+  const configPath = await writeClientConfig(site, options);
+  const proc = lab.spawn(
+    site.ns,
+    meshubCommand("client", configPath, ...(options.extraArgs ?? [])),
+  );
+  const { match } = await proc.waitForLine(/node \S+: ([0-9a-f:]+)\/\d+, udp port (\d+)/, {
+    timeoutMs: 60_000,
+  });
+  return { name: site.name, site, proc, address6: match[1]!, port: Number(match[2]), configPath };
+}
+
+/** An edge reported up by a client. */
+export interface EdgeUp {
+  /** The member at the other end. */
+  peer: string;
+  /** The endpoint the edge uses. */
+  endpoint: string;
+  /** LAN, public IPv4, IPv6 or static. */
+  path: string;
+  /** Milliseconds from discovering the member to the edge being up. */
+  afterMs: number;
+}
+
+/** Waits until `node` reports an edge to each of `peers` (in any order). */
+export async function waitForEdges(
+  node: ClientNode,
+  peers: string[],
+  options: { timeoutMs?: number; since?: number } = {},
+): Promise<EdgeUp[]> {
+  return await Promise.all(peers.map(async (peer) => {
+    const { match } = await node.proc.waitForLine(
+      new RegExp(`edge up: ${peer} via (\\S+) \\(([^)]+)\\), (\\d+) ms`),
+      { timeoutMs: options.timeoutMs ?? 30_000, since: options.since ?? 0 },
+    );
+    return { peer, endpoint: match[1]!, path: match[2]!, afterMs: Number(match[3]) };
+  }));
+}
