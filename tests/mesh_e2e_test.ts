@@ -69,7 +69,9 @@ Deno.test({
         const edges = await waitForEdges(node, nodes.filter((n) => n !== node).map((n) => n.name));
         for (const e of edges) {
           // Never through the hub: the endpoint is the peer's own (NAT) address.
-          assert.ok(!e.endpoint.startsWith(topo.hub.address), `${node.name}→${e.peer} via hub`);
+          const host = e.endpoint.replace(/:\d+$/, "");
+          assert.notEqual(host, topo.hub.address, `${node.name}→${e.peer} via the hub`);
+          assert.equal(host, topo.clients[e.peer]!.publicAddress, `${node.name}→${e.peer}`);
         }
       }
     });
