@@ -151,6 +151,8 @@ interface HubState {
   nextRegisterMs: number;
   registrations: number;
   observed: string;
+  /** The interval the hub asks for (it expires members that miss a few); 0 until it says. */
+  askedKeepaliveMs: number;
 }
 
 /** Counters of everything the mesh dropped, by reason. */
@@ -196,6 +198,7 @@ export class Mesh {
       nextRegisterMs: 0,
       registrations: 0,
       observed: "",
+      askedKeepaliveMs: 0,
     }));
     const now = options.now();
     for (const s of options.staticPeers ?? []) {
@@ -417,22 +420,9 @@ export class Mesh {
       this.#o.onEvent?.(event);
       this.#startPunching(member, now);
     }
-    const punching = member.punchUntilMs > now && !member.up;
-    if (punching && now >= member.nextPunchMs) {
-      member.nextPunchMs = now + PUNCH_INTERVAL_MS;
-      const punch = encodeHubMessage({
-        kind: "punch",
-        nonce: crypto.getRandomValues(new Uint8Array(8)),
-      });
-      const init = member.peer.createInitiation(now);
-      for (const c of member.candidates.values()) {
-        this.#o.send(punch, c.endpoint);
-        this.#o.send(init, c.endpoint);
-      }
-      punchLog.debug("punching {name}: {count} candidates", {
-        name: member.name,
-        count: member.candidates.size,
-      });
+    if (member.punchUntilMs > now && !member.up) {
+      // While punching, our own once-a-second initiations replace WireGuard's slower retries.
+      if (now >= member.nextPunchMs) this.#punch(member, now);
       return;
     }
     if (packets.length === 0) return;
@@ -448,7 +438,26 @@ export class Mesh {
 
   #startPunching(member: Member, now: number): void {
     member.punchUntilMs = now + PUNCH_DURATION_MS;
-    member.nextPunchMs = now;
+    this.#punch(member, now);
+  }
+
+  /** Sends a PUNCH and a fresh handshake initiation to every candidate of `member`. */
+  #punch(member: Member, now: number): void {
+    member.nextPunchMs = now + PUNCH_INTERVAL_MS;
+    if (member.candidates.size === 0) return;
+    const punch = encodeHubMessage({
+      kind: "punch",
+      nonce: crypto.getRandomValues(new Uint8Array(8)),
+    });
+    const init = member.peer.createInitiation(now);
+    for (const c of member.candidates.values()) {
+      this.#o.send(punch, c.endpoint);
+      this.#o.send(init, c.endpoint);
+    }
+    punchLog.debug("punching {name}: {count} candidates", {
+      name: member.name,
+      count: member.candidates.size,
+    });
   }
 
   #addMember(
@@ -521,7 +530,7 @@ export class Mesh {
   }
 
   #tickHub(hub: HubState, now: number): void {
-    if (hub.registered && now - hub.lastHeardMs > this.#o.timers.hubKeepaliveMs * 2 + 5_000) {
+    if (hub.registered && now - hub.lastHeardMs > this.#hubInterval(hub) * 2 + 5_000) {
       hub.registered = false;
       hubLog.warn("hub {hub} stopped answering; existing edges are unaffected, retrying", {
         hub: hub.key,
@@ -529,8 +538,14 @@ export class Mesh {
       this.#o.onEvent?.({ kind: "hub-lost", hub: hub.key });
     }
     if (now < hub.nextRegisterMs || this.#advert === null) return;
-    hub.nextRegisterMs = now + (hub.registered ? this.#o.timers.hubKeepaliveMs : HUB_RETRY_MS);
+    hub.nextRegisterMs = now + (hub.registered ? this.#hubInterval(hub) : HUB_RETRY_MS);
     this.#register(hub, hub.registrations % 3 === 0);
+  }
+
+  /** Our re-registration interval with `hub`: ours, or shorter if the hub asks for it. */
+  #hubInterval(hub: HubState): number {
+    const own = this.#o.timers.hubKeepaliveMs;
+    return hub.askedKeepaliveMs > 0 ? Math.min(own, hub.askedKeepaliveMs) : own;
   }
 
   #register(hub: HubState, fullList: boolean): void {
@@ -593,6 +608,7 @@ export class Mesh {
         }
         hub.registered = true;
         hub.observed = observed;
+        hub.askedKeepaliveMs = msg.keepaliveS * 1000;
         return;
       }
       case "member":

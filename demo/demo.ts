@@ -98,13 +98,19 @@ async function main(): Promise<number> {
     say(bold("mesh formation (every client reports an edge to every other):"));
     for (const node of nodes) {
       const others = nodes.filter((n) => n !== node).map((n) => n.name);
-      for (const e of await waitForEdges(node, others)) {
+      const edges = await waitForEdges(node, others);
+      const allUpS = (performance.now() - node.startedAt) / 1000;
+      for (const e of edges) {
+        const upS = (e.afterMs / 1000).toFixed(2);
         say(
-          `  ${node.name} ↔ ${e.peer}: direct edge via ${e.endpoint} (${e.path}), up ${
-            (e.afterMs / 1000).toFixed(2)
-          } s after discovery`,
+          `  ${node.name} ↔ ${e.peer}: direct via ${e.endpoint} (${e.path}), ${upS} s after discovery`,
         );
       }
+      say(
+        `  ${node.name}: all ${edges.length} edges up ${
+          allUpS.toFixed(2)
+        } s after its process started`,
+      );
     }
 
     say();

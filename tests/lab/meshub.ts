@@ -77,6 +77,8 @@ export interface ClientNode {
   port: number;
   /** Path of its config file. */
   configPath: string;
+  /** `performance.now()` just before its process was spawned. */
+  startedAt: number;
 }
 
 /** Options for {@linkcode startClient}. */
@@ -121,6 +123,7 @@ export async function startClient(
   options: ClientOptions,
 ): Promise<ClientNode> {
   const configPath = await writeClientConfig(site, options);
+  const startedAt = performance.now();
   const proc = lab.spawn(
     site.ns,
     meshubCommand("client", configPath, ...(options.extraArgs ?? [])),
@@ -128,7 +131,15 @@ export async function startClient(
   const { match } = await proc.waitForLine(/node \S+: ([0-9a-f:]+)\/\d+, udp port (\d+)/, {
     timeoutMs: 60_000,
   });
-  return { name: site.name, site, proc, address6: match[1]!, port: Number(match[2]), configPath };
+  return {
+    name: site.name,
+    site,
+    proc,
+    address6: match[1]!,
+    port: Number(match[2]),
+    configPath,
+    startedAt,
+  };
 }
 
 /** An edge reported up by a client. */
