@@ -153,6 +153,9 @@ Deno.test({
         // The hub still works: a restarted client finds every member again through it.
         const c2 = nodes[1]!;
         await c2.proc.stop();
+        // SIGTERM removed the TUN device, and with it the addresses and routes.
+        const link = await lab.exec(c2.site.ns, ["ip", "link", "show", "meshub0"]);
+        assert.notEqual(link.code, 0, "meshub0 still exists after SIGTERM");
         const again = await startClient(lab, c2.site, options);
         nodes[1] = again;
         await waitForEdges(again, nodes.filter((n) => n !== again).map((n) => n.name));
