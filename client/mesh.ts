@@ -48,6 +48,10 @@ export const PUNCH_INTERVAL_MS = 1_000;
 export const PUNCH_DURATION_MS = 20_000;
 /** Registration retry while a hub does not answer (it may be restarting). */
 export const HUB_RETRY_MS = 2_000;
+/** Extra silence, beyond one keepalive interval, before a quiet edge is probed. */
+const PROBE_GRACE_MS = 5_000;
+/** Interval between probes of a quiet edge (WireGuard's REKEY_TIMEOUT). */
+const PROBE_INTERVAL_MS = 5_000;
 /** Most local addresses put in an advert (the advert format's limit). */
 const MAX_LOCAL_CANDIDATES = 8;
 
@@ -131,7 +135,20 @@ interface Member {
   publicKey: Uint8Array;
   addresses: Prefix[];
   advertTimestamp: number;
+  /** Every endpoint worth trying, rebuilt from the three sources below. */
   candidates: Map<string, Candidate>;
+  /** The latest endpoint each hub observed for it (one per hub: bounded). */
+  hubObserved: Map<string, UdpEndpoint>;
+  /** Local addresses from its newest advert (at most 8). */
+  localEndpoints: UdpEndpoint[];
+  /** The configured endpoint of a static peer. */
+  staticEndpoint: UdpEndpoint | null;
+  /** When to next ask a silent edge for a sign of life. */
+  nextProbeMs: number;
+  /** New endpoints the hub reported while the edge was up (the member moved): punched a while. */
+  movedTargets: UdpEndpoint[];
+  /** When we last answered a PUNCH from this member with a keepalive. */
+  lastPunchReplyMs: number;
   endpoint: UdpEndpoint | null;
   endpointKey: string;
   lastAuthenticatedMs: number;
@@ -169,6 +186,8 @@ export class Mesh {
   readonly #nodeId: Uint8Array;
   readonly #routes = new RouteTable<Member>();
   readonly #members = new Map<string, Member>();
+  /** Members by the endpoint key of their edge, for answering punches. */
+  readonly #byEndpoint = new Map<string, Member>();
   readonly #hubs: HubState[];
   #advert: Uint8Array | null = null;
   #advertLocal = "";
@@ -203,7 +222,8 @@ export class Mesh {
     const now = options.now();
     for (const s of options.staticPeers ?? []) {
       const member = this.#addMember(hex(s.publicKey), s.name, s.publicKey, s.addresses, now);
-      member.candidates.set(endpointKey(s.endpoint), { endpoint: s.endpoint, source: "static" });
+      member.staticEndpoint = s.endpoint;
+      rebuildCandidates(member);
       this.#startPunching(member, now);
     }
   }
@@ -240,7 +260,7 @@ export class Mesh {
     if (type !== undefined && type >= 1 && type <= 4) {
       this.#handleWireGuard(data, from);
     } else if (type === MessageType.PUNCH) {
-      this.#drop("punch-received");
+      this.#handlePunch(from);
     } else if (type !== undefined && type >= HUB_TYPE_MIN && type <= HUB_TYPE_MAX) {
       this.#handleHub(data, from);
     } else {
@@ -364,8 +384,13 @@ export class Mesh {
   #authenticated(member: Member, from: UdpEndpoint, now: number, sessionUp: boolean): void {
     member.lastAuthenticatedMs = now;
     const key = endpointKey(from);
+    if (member.movedTargets.some((t) => endpointKey(t) === key)) member.movedTargets = [];
     if (member.endpointKey !== key) {
       const moved = member.endpoint !== null;
+      if (this.#byEndpoint.get(member.endpointKey) === member) {
+        this.#byEndpoint.delete(member.endpointKey);
+      }
+      this.#byEndpoint.set(key, member);
       member.endpoint = from;
       member.endpointKey = key;
       if (moved && member.up) {
@@ -409,8 +434,19 @@ export class Mesh {
       this.#drop("wg-internal-error");
       packets = [];
     }
+    const silentMs = now - member.lastAuthenticatedMs;
+    if (
+      member.up && member.endpoint !== null &&
+      silentMs > this.#o.timers.keepaliveMs + PROBE_GRACE_MS &&
+      now >= member.nextProbeMs
+    ) {
+      // WireGuard keepalives are one-sided (a received packet resets the peer's timer), so a
+      // quiet edge is asked for an answer: a handshake initiation always gets a response.
+      member.nextProbeMs = now + PROBE_INTERVAL_MS;
+      this.#o.send(member.peer.createInitiation(now), member.endpoint);
+    }
     const staleAfterMs = this.#o.timers.keepaliveMs * 2 + 15_000;
-    if (member.up && now - member.lastAuthenticatedMs > staleAfterMs) {
+    if (member.up && silentMs > staleAfterMs) {
       member.up = false;
       const event = { kind: "edge-down" as const, name: member.name };
       edgeLog.warn("edge down: {name} (nothing heard for {seconds} s), punching again", {
@@ -424,6 +460,9 @@ export class Mesh {
       // While punching, our own once-a-second initiations replace WireGuard's slower retries.
       if (now >= member.nextPunchMs) this.#punch(member, now);
       return;
+    }
+    if (member.movedTargets.length > 0 && member.punchUntilMs > now && now >= member.nextPunchMs) {
+      this.#punchMoved(member, now);
     }
     if (packets.length === 0) return;
     if (member.endpoint !== null && member.up) {
@@ -441,23 +480,43 @@ export class Mesh {
     this.#punch(member, now);
   }
 
-  /** Sends a PUNCH and a fresh handshake initiation to every candidate of `member`. */
-  #punch(member: Member, now: number): void {
+  /**
+   * Opens our NAT toward a member that moved while its edge was up: a PUNCH from us to its new
+   * endpoint. The member answers a punch from our (unchanged) endpoint with an authenticated
+   * keepalive from its new one, which moves our edge there; no new handshake, so nothing in
+   * flight on the current session is lost.
+   */
+  #punchMoved(member: Member, now: number): void {
     member.nextPunchMs = now + PUNCH_INTERVAL_MS;
-    if (member.candidates.size === 0) return;
-    const punch = encodeHubMessage({
-      kind: "punch",
-      nonce: crypto.getRandomValues(new Uint8Array(8)),
-    });
+    for (const endpoint of member.movedTargets) this.#o.send(encodePunch(), endpoint);
+  }
+
+  /** A PUNCH arrived: if it is from a member's edge endpoint, show it where we are now. */
+  #handlePunch(from: UdpEndpoint): void {
+    this.#drop("punch-received");
+    const member = this.#byEndpoint.get(endpointKey(from));
+    if (member === undefined || !member.up) return;
+    const now = this.#o.now();
+    // At most one answer a second: a spoofed punch can only make us send a keepalive to the
+    // member itself, at that rate, and the keepalive goes nowhere else.
+    if (now - member.lastPunchReplyMs < PUNCH_INTERVAL_MS) return;
+    member.lastPunchReplyMs = now;
+    const keepalive = member.peer.encrypt(EMPTY, now);
+    if (keepalive !== null) this.#o.send(keepalive, from);
+  }
+
+  /** Sends a PUNCH and a fresh handshake initiation to `targets` (default: every candidate). */
+  #punch(member: Member, now: number, targets?: UdpEndpoint[]): void {
+    member.nextPunchMs = now + PUNCH_INTERVAL_MS;
+    const to = targets ?? [...member.candidates.values()].map((c) => c.endpoint);
+    if (to.length === 0) return;
+    const punch = encodePunch();
     const init = member.peer.createInitiation(now);
-    for (const c of member.candidates.values()) {
-      this.#o.send(punch, c.endpoint);
-      this.#o.send(init, c.endpoint);
+    for (const endpoint of to) {
+      this.#o.send(punch, endpoint);
+      this.#o.send(init, endpoint);
     }
-    punchLog.debug("punching {name}: {count} candidates", {
-      name: member.name,
-      count: member.candidates.size,
-    });
+    punchLog.debug("punching {name}: {count} candidates", { name: member.name, count: to.length });
   }
 
   #addMember(
@@ -475,6 +534,12 @@ export class Mesh {
       addresses,
       advertTimestamp: 0,
       candidates: new Map(),
+      hubObserved: new Map(),
+      localEndpoints: [],
+      staticEndpoint: null,
+      nextProbeMs: 0,
+      movedTargets: [],
+      lastPunchReplyMs: Number.NEGATIVE_INFINITY,
       endpoint: null,
       endpointKey: "",
       lastAuthenticatedMs: 0,
@@ -596,6 +661,23 @@ export class Mesh {
         if (!bytesEqual(msg.nodeId, this.#nodeId)) return this.#drop("hub-wrong-node");
         hub.lastHeardMs = now;
         const observed = formatEndpoint(msg.endpoint);
+        if (hub.observed !== "" && observed !== hub.observed) {
+          // Our NAT gave us a new public endpoint (it rebooted, or we moved): peers' NATs only
+          // know the old one, so reach out to every member from the new one at once.
+          hubLog.info("our public endpoint changed from {old} to {observed}; re-punching", {
+            old: hub.observed,
+            observed,
+          });
+          for (const member of this.#members.values()) {
+            // An authenticated keepalive from the new endpoint moves the edge at the other end;
+            // a handshake here would race the one the member starts when the hub tells it.
+            const keepalive = member.up ? member.peer.encrypt(EMPTY, now) : null;
+            if (keepalive !== null && member.endpoint !== null) {
+              this.#o.send(encodePunch(), member.endpoint);
+              this.#o.send(keepalive, member.endpoint);
+            } else this.#startPunching(member, now);
+          }
+        }
         if (!hub.registered || observed !== hub.observed) {
           const event = {
             kind: "hub-registered" as const,
@@ -613,7 +695,7 @@ export class Mesh {
       }
       case "member":
         hub.lastHeardMs = now;
-        this.#handleMember(msg.nodeId, msg.endpoint, msg.advert, now);
+        this.#handleMember(hub.key, msg.nodeId, msg.endpoint, msg.advert, now);
         return;
       case "gone": {
         const member = this.#members.get(hex(msg.nodeId));
@@ -625,7 +707,13 @@ export class Mesh {
     }
   }
 
-  #handleMember(id: Uint8Array, observed: UdpEndpoint, sealed: Uint8Array, now: number): void {
+  #handleMember(
+    hubKey: string,
+    id: Uint8Array,
+    observed: UdpEndpoint,
+    sealed: Uint8Array,
+    now: number,
+  ): void {
     if (bytesEqual(id, this.#nodeId)) return;
     const opened = openAdvert(this.#keys, this.#networkId, id, sealed);
     if ("error" in opened) {
@@ -656,26 +744,28 @@ export class Mesh {
     } else if (advert.timestampMs > member.advertTimestamp) {
       member.name = advert.name;
       this.#setRoutes(member, addresses);
-      for (const [k, c] of member.candidates) if (c.source === "local") member.candidates.delete(k);
-      changed = true;
     }
     member.advertTimestamp = advert.timestampMs;
-    for (const ep of advert.localEndpoints) {
-      const k = endpointKey(ep);
-      if (!member.candidates.has(k)) {
-        member.candidates.set(k, { endpoint: ep, source: "local" });
-        changed = true;
-      }
+    member.localEndpoints = advert.localEndpoints.slice(0, MAX_LOCAL_CANDIDATES);
+    // One observed endpoint per hub: a hub (honest after a NAT change, or hostile) can replace
+    // it but never grow the list.
+    member.hubObserved.set(hubKey, observed);
+    const added = rebuildCandidates(member);
+    if (!member.up) {
+      if (changed || added.length > 0) this.#startPunching(member, now);
+    } else if (added.some((e) => endpointKey(e) !== member.endpointKey)) {
+      // The member moved (its NAT rebooted, say) while our edge still points at the old place;
+      // our own NAT may only let its packets in once we have sent to the new endpoint.
+      member.movedTargets = added.filter((e) => endpointKey(e) !== member.endpointKey);
+      member.punchUntilMs = now + PUNCH_DURATION_MS;
+      this.#punchMoved(member, now);
     }
-    const ok = endpointKey(observed);
-    const known = member.candidates.get(ok);
-    if (known === undefined) changed = true;
-    // What the hub observed is a public address even when the member also lists it as local.
-    if (known?.source !== "hub") member.candidates.set(ok, { endpoint: observed, source: "hub" });
-    if (changed && !member.up) this.#startPunching(member, now);
   }
 
   #removeMember(member: Member): void {
+    if (this.#byEndpoint.get(member.endpointKey) === member) {
+      this.#byEndpoint.delete(member.endpointKey);
+    }
     this.#routes.removeValue(member);
     this.#device.removePeer(member.peer);
     this.#members.delete(member.id);
@@ -712,6 +802,35 @@ export interface MeshStatus {
   }[];
   /** Drop counters by reason. */
   drops: Record<string, number>;
+}
+
+/**
+ * Recomputes a member's candidates from its static endpoint, the local addresses in its advert
+ * and what each hub observed (a hub-observed address is labelled public even when the member
+ * also lists it as local). Returns the endpoints that were not candidates before.
+ */
+function rebuildCandidates(member: Member): UdpEndpoint[] {
+  const next = new Map<string, Candidate>();
+  for (const endpoint of member.localEndpoints) {
+    next.set(endpointKey(endpoint), { endpoint, source: "local" });
+  }
+  for (const endpoint of member.hubObserved.values()) {
+    next.set(endpointKey(endpoint), { endpoint, source: "hub" });
+  }
+  if (member.staticEndpoint !== null) {
+    next.set(endpointKey(member.staticEndpoint), {
+      endpoint: member.staticEndpoint,
+      source: "static",
+    });
+  }
+  const added: UdpEndpoint[] = [];
+  for (const [key, c] of next) if (!member.candidates.has(key)) added.push(c.endpoint);
+  member.candidates = next;
+  return added;
+}
+
+function encodePunch(): Uint8Array {
+  return encodeHubMessage({ kind: "punch", nonce: crypto.getRandomValues(new Uint8Array(8)) });
 }
 
 function prefixed(prefix: string, counters: Record<string, number>): Record<string, number> {

@@ -58,8 +58,8 @@ function world(seed: number, timers: MeshTimers = TIMERS): World {
   const natA = net.nat("198.18.1.1");
   const natB = net.nat("198.18.2.1");
   const common = { psk, hubs: [HUB], timers };
-  const a = addMember(net, { ...common, name: "a", host: net.host("10.0.1.2", natA) });
-  const b = addMember(net, { ...common, name: "b", host: net.host("10.0.2.2", natB) });
+  const a = addMember(net, { ...common, name: "a", host: net.host("198.19.1.2", natA) });
+  const b = addMember(net, { ...common, name: "b", host: net.host("198.19.2.2", natB) });
   const c = addMember(net, { ...common, name: "c", host: net.host("198.18.3.10") });
   const trapped: Uint8Array[] = [];
   net.host(TRAP.hostname).bind(TRAP.port, (d) => trapped.push(d));
@@ -284,8 +284,8 @@ Deno.test("mesh: a replayed old MEMBER does not roll a member back", () => {
   const old = membersOfB[0]!;
 
   // B gets a second interface: a new advert, pushed by the hub to A.
-  w.b.localAddresses = [w.b.host.ip, "10.0.2.99"];
-  const newCandidate = "10.0.2.99:51820 (local)";
+  w.b.localAddresses = [w.b.host.ip, "198.19.2.99"];
+  const newCandidate = "198.19.2.99:51820 (local)";
   assert.ok(
     w.net.runUntil(() => memberStatus(w.a, "b").candidates.includes(newCandidate), 5_000),
     "A never learned B's new advert",
@@ -380,12 +380,6 @@ Deno.test("mesh: roaming: after B's NAT reboots, C's edge follows B's next authe
 Deno.test({
   name: "mesh: roaming: after B's NAT reboots, A (behind its own NAT) reaches B once the hub " +
     "tells it B's new endpoint",
-  // BUG in client/mesh.ts (reported): A's NAT filters B's packets from B's new public port, and
-  // A never sends to that port: #handleMember only punches members that are not up, so the hub's
-  // MEMBER push with B's new endpoint is ignored for sending. A→B is a black hole until the stale
-  // check marks the edge down (keepalive × 2 + 15 s after the last authenticated packet) and
-  // punching starts again: ~55 s of loss here instead of ≤ one hub keepalive.
-  ignore: true,
   fn() {
     const w = world(11);
     w.natB.reboot();
@@ -574,12 +568,6 @@ Deno.test("mesh: idle edges stay up for 10 minutes with the whitepaper's rekey t
 Deno.test({
   name: "mesh: a hub replaying a member's current advert with many endpoints cannot grow its " +
     "candidate list without bound",
-  // BUG in client/mesh.ts (reported): #handleMember adds every hub-observed endpoint as a new
-  // "hub" candidate and never removes old ones; an advert with an equal timestamp is not a
-  // replay. A hub (or anyone on the hub's path) can thus make a member keep any number of
-  // candidates, and every punch while the edge is down sends a PUNCH and an initiation to each
-  // of them: unbounded memory and a traffic reflector aimed at third parties.
-  ignore: true,
   fn() {
     const w = world(12);
     const keys = deriveNetworkKeys(w.psk);
