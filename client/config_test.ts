@@ -39,7 +39,7 @@ format = "json"
 public_key = "${encodeBase64(PEER_KEY)}"
 endpoint = "[2001:db8::5]:51820"
 ipv6 = "fd00:77::2/128"
-ipv4 = ["10.9.0.0/16", "10.10.0.1"]
+ipv4 = ["100.66.0.0/16", "100.67.0.1"]
 name = "wg-peer"
 
 [[peer]]
@@ -115,8 +115,8 @@ Deno.test("parseClientConfig() reads every key of a full configuration", () => {
           prefixLength: 128,
         }],
         ipv4: [
-          { address: bytes(10, 9, 0, 0), prefixLength: 16 },
-          { address: bytes(10, 10, 0, 1), prefixLength: 32 },
+          { address: bytes(100, 66, 0, 0), prefixLength: 16 },
+          { address: bytes(100, 67, 0, 1), prefixLength: 32 },
         ],
         name: "wg-peer",
       },
@@ -303,7 +303,7 @@ Deno.test("parseClientConfig() rejects bad interface addresses and prefixes", ()
     'client.toml:16: tun.ipv6: must be an IPv6 address with a prefix length like "fd12:3456:789a::1/48", got "fd12::3456::1/48"',
   );
   assert.equal(
-    fullWith("fd12:3456:789a::1/48", "10.0.0.1/8"),
+    fullWith("fd12:3456:789a::1/48", "100.64.0.1/10"),
     'client.toml:16: tun.ipv6: must be an IPv6 address with a prefix length like "fd12:3456:789a::1/48", got an IPv4 address',
   );
   assert.equal(
@@ -359,8 +359,8 @@ Deno.test("parseClientConfig() checks peer keys, endpoints and routes", () => {
     'client.toml:32: peer[1].endpoint: must be an IP address and port like "198.18.0.5:51820" or "[fd00::1]:51820", got "198.18.0.6" (the port is required)',
   );
   assert.equal(
-    fullWith('"10.10.0.1"', '"10.10.0.1/24"'),
-    'client.toml:27: peer[0].ipv4[1]: has host bits set; did you mean "10.10.0.0/24"?',
+    fullWith('"100.67.0.1"', '"100.67.0.1/24"'),
+    'client.toml:27: peer[0].ipv4[1]: has host bits set; did you mean "100.67.0.0/24"?',
   );
   assert.equal(
     fullWith(encodeBase64(new Uint8Array(32).fill(1)), encodeBase64(PEER_KEY)),

@@ -26,7 +26,7 @@ const ADVERT: Advert = {
   ipv4: { address: new Uint8Array([10, 99, 0, 1]), prefixLen: 24 },
   udpPort: 51820,
   localEndpoints: [
-    { hostname: "192.168.1.10", port: 51820 },
+    { hostname: "198.19.1.10", port: 51820 },
     { hostname: "fd00:1::10", port: 51820 },
   ],
   extensions: [],
