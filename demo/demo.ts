@@ -8,11 +8,12 @@
  *
  * @module
  */
-import { Lab } from "../tests/lab/netns.ts";
+import { Lab, missingTools } from "../tests/lab/netns.ts";
 import { buildDemoTopology } from "../tests/lab/topology.ts";
 import {
   type ClientNode,
   newPsk,
+  pingPairs,
   startClient,
   startHub,
   waitForEdges,
@@ -21,47 +22,37 @@ import {
 const bold = (s: string) => Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s;
 const say = (s = "") => console.log(s);
 
-async function requireTools(): Promise<string | null> {
+function requireTools(): string | null {
   if (Deno.build.os !== "linux") return "the demo needs Linux network namespaces";
   if (Deno.uid() !== 0) {
     return "the demo needs root (network namespaces, TUN devices): sudo deno task demo";
   }
-  for (const tool of ["ip", "iptables", "ping"]) {
-    const ok = await new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null" })
-      .output().then((o) => o.success, () => false);
-    if (!ok) {
-      return `the demo needs \`${tool}\` (Debian: apt-get install iproute2 iptables iputils-ping)`;
-    }
+  const missing = missingTools(["ip", "iptables", "ping"]);
+  if (missing.length > 0) {
+    return `the demo needs ${missing.join(", ")} (Debian: apt-get install iproute2 iptables ` +
+      "iputils-ping)";
   }
   return null;
 }
 
 async function pingAll(lab: Lab, nodes: ClientNode[]): Promise<number> {
   let failures = 0;
-  for (const a of nodes) {
-    for (const b of nodes) {
-      if (a === b) continue;
-      const r = await lab.ping(a.site.ns, b.address6, {
-        count: 3,
-        timeoutS: 2,
-        intervalS: 0.2,
-        v6: true,
-      });
-      const ok = r.received === r.transmitted;
-      if (!ok) failures++;
-      const rtt = r.avgRttMs == null ? "" : `  rtt avg ${r.avgRttMs.toFixed(2)} ms`;
-      say(
-        `  ${a.name} → ${b.name}  ${
-          b.address6.padEnd(38)
-        } ${r.received}/${r.transmitted} replies${rtt}${ok ? "" : "  ✗"}`,
-      );
-    }
+  for (const { from, to, result: r } of await pingPairs(lab, nodes, nodes)) {
+    const ok = r.received === r.transmitted;
+    if (!ok) failures++;
+    const rtt = r.avgRttMs == null ? "" : `  rtt avg ${r.avgRttMs.toFixed(2)} ms`;
+    const mark = ok ? "" : "  ✗";
+    say(
+      `  ${from.name} → ${to.name}  ${
+        to.address6.padEnd(38)
+      } ${r.received}/${r.transmitted} replies${rtt}${mark}`,
+    );
   }
   return failures;
 }
 
 async function main(): Promise<number> {
-  const problem = await requireTools();
+  const problem = requireTools();
   if (problem) {
     console.error(`meshub demo: ${problem}`);
     return 2;

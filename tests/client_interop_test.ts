@@ -20,7 +20,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Lab, type LabProcess } from "./lab/netns.ts";
+import { Lab, type LabProcess, missingTools } from "./lab/netns.ts";
 import { meshubCommand, newPsk } from "./lab/meshub.ts";
 import { decodeBase64Url, encodeBase64 } from "../util/base64.ts";
 
@@ -34,16 +34,7 @@ const VPN_B = "fd00:88::2";
 const MESHUB_START_MS = 60_000;
 const EDGE_UP_MS = 20_000;
 
-function haveTool(name: string): boolean {
-  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/usr/sbin").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return true;
-    } catch { /* not here */ }
-  }
-  return false;
-}
-
-const missing = ["ip", "wg", "wireguard-go", "ping"].filter((t) => !haveTool(t));
+const missing = missingTools(["ip", "wg", "wireguard-go", "ping"]);
 const isRoot = Deno.build.os === "linux" && Deno.uid() === 0;
 const canRun = isRoot && missing.length === 0;
 if (!canRun) {

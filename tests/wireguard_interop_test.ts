@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { missingTools } from "./lab/netns.ts";
 import { generatePrivateKey, publicKeyOf } from "../protocol/wireguard/mod.ts";
 import {
   PINNED_INITIATION,
@@ -27,16 +28,7 @@ const ADDR_A = "198.18.77.1";
 const ADDR_B = "198.18.77.2";
 const CMD_TIMEOUT_MS = 15_000;
 
-function haveTool(name: string): boolean {
-  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/usr/sbin").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return true;
-    } catch { /* not here */ }
-  }
-  return false;
-}
-
-const missing = ["ip", "wg", "wireguard-go", "ping"].filter((t) => !haveTool(t));
+const missing = missingTools(["ip", "wg", "wireguard-go", "ping"]);
 const canRun = Deno.build.os === "linux" && Deno.uid() === 0 && missing.length === 0;
 if (!canRun) {
   console.warn(

@@ -5,7 +5,7 @@
  * @module
  */
 import { encodeBase64Url } from "../../util/base64.ts";
-import type { Lab, LabProcess } from "./netns.ts";
+import type { Lab, LabProcess, PingResult } from "./netns.ts";
 import type { ClientSite } from "./topology.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -167,4 +167,36 @@ export async function waitForEdges(
     );
     return { peer, endpoint: match[1]!, path: match[2]!, afterMs: Number(match[3]) };
   }));
+}
+
+/** One directed ping between two clients over their VPN IPv6 addresses. */
+export interface PairPing {
+  /** Who pinged. */
+  from: ClientNode;
+  /** Who was pinged. */
+  to: ClientNode;
+  /** What ping reported. */
+  result: PingResult;
+}
+
+/** Pings (3 echo requests, 0.2 s apart) from every node in `from` to every other in `to`. */
+export async function pingPairs(
+  lab: Lab,
+  from: readonly ClientNode[],
+  to: readonly ClientNode[],
+): Promise<PairPing[]> {
+  const out: PairPing[] = [];
+  for (const a of from) {
+    for (const b of to) {
+      if (a === b) continue;
+      const result = await lab.ping(a.site.ns, b.address6, {
+        count: 3,
+        timeoutS: 2,
+        intervalS: 0.2,
+        v6: true,
+      });
+      out.push({ from: a, to: b, result });
+    }
+  }
+  return out;
 }

@@ -854,3 +854,17 @@ export async function listNamespaces(prefix: string): Promise<string[]> {
     .map((l) => l.split(" ")[0]!)
     .filter((n) => n.startsWith(prefix));
 }
+
+/** The names in `tools` that are not on the PATH (as files), for skip messages. */
+export function missingTools(tools: readonly string[]): string[] {
+  const dirs = (Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":");
+  return tools.filter((tool) =>
+    !dirs.some((dir) => {
+      try {
+        return Deno.statSync(`${dir}/${tool}`).isFile;
+      } catch {
+        return false;
+      }
+    })
+  );
+}
