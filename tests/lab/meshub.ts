@@ -20,9 +20,8 @@ export const MESHUB_PERMISSIONS = [
   "--allow-write",
   "--allow-net",
   "--allow-ffi",
-  "--allow-run",
-  "--allow-sys",
-  "--allow-env",
+  "--allow-run=ip,ifconfig,route",
+  "--allow-sys=networkInterfaces",
 ];
 
 /** The command line that runs `meshub ARGS` from source (works from any working directory). */
