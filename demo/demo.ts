@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { Lab, missingTools } from "../tests/lab/netns.ts";
+import { Lab } from "../tests/lab/netns.ts";
+import { installMissingTools } from "../tests/lab/packages.ts";
 import { buildDemoTopology } from "../tests/lab/topology.ts";
 import {
   type ClientNode,
@@ -22,12 +23,12 @@ import {
 const bold = (s: string) => Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s;
 const say = (s = "") => console.log(s);
 
-function requireTools(): string | null {
+async function requireTools(): Promise<string | null> {
   if (Deno.build.os !== "linux") return "the demo needs Linux network namespaces";
   if (Deno.uid() !== 0) {
     return "the demo needs root (network namespaces, TUN devices): sudo deno task demo";
   }
-  const missing = missingTools(["ip", "iptables", "ping"]);
+  const missing = await installMissingTools(["ip", "iptables", "ping"], (l) => say(`  ${l}`));
   if (missing.length > 0) {
     return `the demo needs ${missing.join(", ")} (Debian: apt-get install iproute2 iptables ` +
       "iputils-ping)";
@@ -52,7 +53,7 @@ async function pingAll(lab: Lab, nodes: ClientNode[]): Promise<number> {
 }
 
 async function main(): Promise<number> {
-  const problem = requireTools();
+  const problem = await requireTools();
   if (problem) {
     console.error(`meshub demo: ${problem}`);
     return 2;
