@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { Lab, listNamespaces } from "./lab/netns.ts";
 import { addNatClient, buildDemoTopology } from "./lab/topology.ts";
+import { labSkipReason } from "./lab/packages.ts";
 
-const NEEDS_ROOT = Deno.build.os !== "linux" || Deno.uid() !== 0;
+const NEEDS_ROOT = labSkipReason(["ip", "iptables", "ping"], "lab tests") !== null;
 if (NEEDS_ROOT) console.error("tests/lab_test.ts: skipped, needs root on Linux (ip netns)");
 
 const HUB_PORTS = [5001, 5002];

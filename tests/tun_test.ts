@@ -5,8 +5,9 @@
 
 import assert from "node:assert/strict";
 import { Lab, listNamespaces, randomLabPrefix } from "./lab/netns.ts";
+import { labSkipReason } from "./lab/packages.ts";
 
-const NEEDS_ROOT = Deno.build.os !== "linux" || Deno.uid() !== 0;
+const NEEDS_ROOT = labSkipReason(["ip", "ping"], "TUN tests") !== null;
 if (NEEDS_ROOT) console.error("tests/tun_test.ts: skipped, needs root on Linux (TUN, ip netns)");
 
 const FIXTURE = new URL("./fixtures/tun_echo.ts", import.meta.url).pathname;

@@ -45,3 +45,22 @@ export async function installMissingTools(
   if (await run(["update", "-qq"])) await run(["install", "-y", "-qq", ...packages]);
   return missingTools(tools);
 }
+
+/**
+ * Why a lab test cannot run here (not Linux, not root, or tools missing), or null when it can.
+ * Tests pass `ignore: labSkipReason(...) !== null`; the reason is printed once per test file.
+ */
+export function labSkipReason(tools: readonly string[], what = "this test"): string | null {
+  let reason: string | null = null;
+  if (Deno.build.os !== "linux") reason = "needs Linux network namespaces";
+  else if (Deno.uid() !== 0) reason = "needs root (network namespaces, TUN devices)";
+  else {
+    const missing = missingTools(tools);
+    if (missing.length > 0) {
+      const packages = [...new Set(missing.map((t) => LAB_PACKAGES[t] ?? t))];
+      reason = `needs ${missing.join(", ")} (apt-get install ${packages.join(" ")})`;
+    }
+  }
+  if (reason !== null) console.warn(`skipping ${what}: ${reason}`);
+  return reason;
+}
