@@ -36,6 +36,15 @@ import { formatIPv6 } from "../protocol/ip_address.ts";
 import { type Prefix, RouteTable } from "./route_table.ts";
 import type { UdpEndpoint } from "./udp.ts";
 import { log } from "../util/log.ts";
+import { encodeBase64 } from "../util/base64.ts";
+import {
+  buildEchoRequest6,
+  buildTooBig,
+  buildUnreachable,
+  parseEchoReply6,
+  TokenBucket,
+  type UnreachableKind,
+} from "./icmp.ts";
 
 const hubLog = log("hub");
 const punchLog = log("punch");
@@ -54,6 +63,12 @@ const PROBE_GRACE_MS = 5_000;
 const PROBE_INTERVAL_MS = 5_000;
 /** Most local addresses put in an advert (the advert format's limit). */
 const MAX_LOCAL_CANDIDATES = 8;
+/** ICMP errors written to the TUN: at most this many a second (RFC 4443 §2.4 (f))... */
+const ICMP_RATE_PER_S = 10;
+/** ...with this burst. */
+const ICMP_BURST = 10;
+/** Probes (`meshub ping`) awaiting their reply; older ones are forgotten. */
+const MAX_PENDING_PROBES = 64;
 
 /** Timer settings of the mesh, all in milliseconds. */
 export interface MeshTimers {
@@ -109,6 +124,15 @@ export interface MeshOptions {
   now: () => number;
   /** Observer for tests and the status command. */
   onEvent?: (event: MeshEvent) => void;
+  /** Tunnel MTU: a larger packet from the TUN gets Packet Too Big. Default: no check. */
+  mtu?: number;
+  /**
+   * Prefixes routed into the TUN (the VPN prefixes): a packet to an address in them without a
+   * member gets ICMP "no route". Default: every packet without a member does.
+   */
+  vpnPrefixes?: Prefix[];
+  /** Answer undeliverable TUN packets with ICMP errors (rate-limited). Default true. */
+  icmpErrors?: boolean;
 }
 
 /** Things worth telling a test or an operator about. */
@@ -118,13 +142,20 @@ export type MeshEvent =
   | { kind: "member"; name: string; address: string }
   | { kind: "edge-up"; name: string; endpoint: string; path: string; afterMs: number }
   | { kind: "edge-moved"; name: string; endpoint: string; path: string }
-  | { kind: "edge-down"; name: string };
+  | { kind: "edge-down"; name: string }
+  | { kind: "pong"; name: string; seq: number; rttMs: number; endpoint: string; path: string };
 
 type CandidateSource = "hub" | "local" | "static";
 
 interface Candidate {
   endpoint: UdpEndpoint;
   source: CandidateSource;
+  /** Punches + initiations sent to it. */
+  sent: number;
+  lastSentMs: number;
+  /** Authenticated packets received from it. */
+  received: number;
+  lastHeardMs: number;
 }
 
 /** One other member of the network and our edge to it. */
@@ -156,6 +187,14 @@ interface Member {
   punchUntilMs: number;
   nextPunchMs: number;
   up: boolean;
+  /** The edge was up at least once. */
+  everUp: boolean;
+  /** When we last sent a handshake initiation (for the handshake RTT). */
+  lastInitSentMs: number;
+  /** Latest round-trip time measured (handshake or probe), ms; -1 = none yet. */
+  rttMs: number;
+  /** Drops that concern this member, by reason. */
+  drops: DropCounters;
   peer: WgPeer;
 }
 
@@ -194,6 +233,12 @@ export class Mesh {
   #advertTimestamp = 0;
   /** Dropped packets by reason. */
   readonly drops: DropCounters = {};
+  readonly #icmpBucket = new TokenBucket(ICMP_RATE_PER_S, ICMP_BURST);
+  /** ICMPv6 identifier of our probes (random per process). */
+  readonly #probeId = crypto.getRandomValues(new Uint16Array(1))[0]!;
+  #probeSeq = 0;
+  /** Probes in flight by sequence number. */
+  readonly #probes = new Map<number, { member: Member; sentMs: number }>();
 
   constructor(options: MeshOptions) {
     this.#o = options;
@@ -235,12 +280,27 @@ export class Mesh {
 
   /** Handles one IP packet read from the TUN device. */
   handleTunPacket(packet: Uint8Array): void {
+    if (this.#o.mtu !== undefined && packet.length > this.#o.mtu) {
+      this.#drop("tun-too-big");
+      this.#icmpTooBig(packet);
+      return;
+    }
     const member = this.#routes.lookupDestination(packet);
     if (member === undefined) {
       this.#drop("tun-no-route");
+      if (this.#insideVpn(packet)) this.#icmpUnreachable(packet, "no-route");
       return;
     }
     const now = this.#o.now();
+    if (!member.up && this.#unreachable(member, now)) {
+      // No live edge and no first attempt under way: say so at once instead of queueing, and
+      // try again in the background.
+      this.#drop("tun-member-unreachable");
+      countDrop(member.drops, "unreachable");
+      this.#icmpUnreachable(packet, "address-unreachable");
+      if (member.punchUntilMs < now) this.#startPunching(member, now);
+      return;
+    }
     const datagram = member.peer.encrypt(packet, now);
     if (datagram === null) {
       // Queued inside the peer until a session exists; make sure someone is trying.
@@ -249,6 +309,7 @@ export class Mesh {
     }
     if (member.endpoint === null) {
       this.#drop("tun-no-endpoint");
+      countDrop(member.drops, "no-endpoint");
       return;
     }
     this.#o.send(datagram, member.endpoint);
@@ -295,18 +356,45 @@ export class Mesh {
   /** A snapshot for status output and tests. */
   status(): MeshStatus {
     const now = this.#o.now();
+    const ago = (ms: number) => ms === 0 ? null : Math.round(now - ms);
     return {
+      name: this.#o.name,
+      addresses: [this.#o.ipv6, ...(this.#o.ipv4 ? [this.#o.ipv4] : [])].map(formatPrefix),
+      port: this.#o.port,
       publicKey: this.#device.publicKey,
       hubs: this.#hubs.map((h) => ({
         endpoint: formatEndpoint(h.endpoint),
         registered: h.registered,
+        state: h.registered ? "registered" : h.lastHeardMs === 0 ? "connecting" : "lost",
         observed: h.observed,
         lastHeardAgoMs: h.lastHeardMs === 0 ? null : now - h.lastHeardMs,
       })),
       members: [...this.#members.values()].map((m) => ({
         name: m.name,
+        publicKey: m.publicKey,
         addresses: m.addresses.map(formatPrefix),
         up: m.up,
+        state: this.#stateOf(m, now),
+        rttMs: m.rttMs < 0 ? null : Math.round(m.rttMs * 10) / 10,
+        lastHeardAgoMs: ago(m.lastAuthenticatedMs),
+        txPackets: m.peer.stats.txPackets,
+        rxPackets: m.peer.stats.rxPackets,
+        memberDrops: { ...m.drops },
+        tried: [...m.candidates.values()].map((c) => ({
+          endpoint: formatEndpoint(c.endpoint),
+          source: c.source,
+          sent: c.sent,
+          received: c.received,
+          lastSentAgoMs: ago(c.lastSentMs),
+          lastHeardAgoMs: ago(c.lastHeardMs),
+          result: endpointKey(c.endpoint) === m.endpointKey && m.up
+            ? "in use"
+            : c.received > 0
+            ? "answered"
+            : c.sent > 0
+            ? "no answer"
+            : "not tried",
+        })),
         endpoint: m.endpoint === null ? null : formatEndpoint(m.endpoint),
         path: m.endpoint === null ? null : this.#pathOf(m, m.endpoint),
         candidates: [...m.candidates.values()].map((c) =>
@@ -321,6 +409,117 @@ export class Mesh {
       })),
       drops: { ...this.drops, ...prefixed("wg-", this.#device.drops) },
     };
+  }
+
+  /**
+   * Sends an in-protocol probe to the member `target` (name, VPN address or public key prefix):
+   * an ICMPv6 echo request from our VPN address through the edge. The answer comes back as a
+   * `pong` event (the reply never reaches the TUN). A member without an edge gets the probe
+   * queued and punching started, like any packet.
+   */
+  sendProbe(target: string): ProbeStart {
+    const member = this.#findMember(target);
+    if (member === undefined) return { ok: false, error: `no member "${target}"` };
+    const to = member.addresses.find((a) => a.address.length === 16);
+    if (to === undefined) return { ok: false, error: `member ${member.name} has no IPv6 address` };
+    const now = this.#o.now();
+    const seq = this.#probeSeq = (this.#probeSeq + 1) & 0xffff;
+    if (this.#probes.size >= MAX_PENDING_PROBES) {
+      this.#probes.delete(this.#probes.keys().next().value!);
+    }
+    this.#probes.set(seq, { member, sentMs: now });
+    const state = this.#stateOf(member, now);
+    const packet = buildEchoRequest6(this.#o.ipv6.address, to.address, this.#probeId, seq);
+    const datagram = member.peer.encrypt(packet, now);
+    if (datagram === null) {
+      if (member.punchUntilMs < now) this.#startPunching(member, now);
+    } else if (member.endpoint !== null) {
+      this.#o.send(datagram, member.endpoint);
+    }
+    return { ok: true, seq, name: member.name, state };
+  }
+
+  /** The member called `target`: by name, VPN address, or hex/base64 public key prefix. */
+  #findMember(target: string): Member | undefined {
+    const members = [...this.#members.values()];
+    const exact = members.find((m) =>
+      m.name === target || m.addresses.some((a) => formatPrefix(a).split("/")[0] === target)
+    );
+    if (exact !== undefined) return exact;
+    const lower = target.toLowerCase();
+    if (lower.length < 4) return undefined;
+    const byKey = members.filter((m) =>
+      hex(m.publicKey).startsWith(lower) ||
+      encodeBase64(m.publicKey).startsWith(target)
+    );
+    return byKey.length === 1 ? byKey[0] : undefined;
+  }
+
+  #probeReply(packet: Uint8Array): boolean {
+    const seq = parseEchoReply6(packet, this.#o.ipv6.address, this.#probeId);
+    if (seq === null) return false;
+    const probe = this.#probes.get(seq);
+    if (probe === undefined) return true; // ours, but late: still not for the TUN
+    this.#probes.delete(seq);
+    const { member } = probe;
+    const now = this.#o.now();
+    member.rttMs = now - probe.sentMs;
+    const endpoint = member.endpoint;
+    this.#o.onEvent?.({
+      kind: "pong",
+      name: member.name,
+      seq,
+      rttMs: member.rttMs,
+      endpoint: endpoint === null ? "" : formatEndpoint(endpoint),
+      path: endpoint === null ? "" : this.#pathOf(member, endpoint),
+    });
+    return true;
+  }
+
+  #stateOf(member: Member, now: number): EdgeState {
+    if (member.up) {
+      const silentMs = now - member.lastAuthenticatedMs;
+      return silentMs > this.#o.timers.keepaliveMs + PROBE_GRACE_MS ? "stale" : "up";
+    }
+    if (!member.everUp && now < member.firstSeenMs + PUNCH_DURATION_MS) return "connecting";
+    return member.punchUntilMs > now ? "punching" : "unreachable";
+  }
+
+  /** No live edge, and not the first attempt either: packets to it get ICMP at once. */
+  #unreachable(member: Member, now: number): boolean {
+    return member.everUp || now >= member.firstSeenMs + PUNCH_DURATION_MS;
+  }
+
+  /** True when the packet's destination is inside the prefixes routed into the TUN. */
+  #insideVpn(packet: Uint8Array): boolean {
+    const prefixes = this.#o.vpnPrefixes;
+    if (prefixes === undefined) return true;
+    const v6 = packet[0]! >> 4 === 6;
+    const at = v6 ? 24 : 16;
+    if (packet.length < at + (v6 ? 16 : 4)) return false;
+    return prefixes.some((p) => (p.address.length === 16) === v6 && prefixContains(p, packet, at));
+  }
+
+  #icmpUnreachable(packet: Uint8Array, kind: UnreachableKind): void {
+    if (this.#o.icmpErrors === false || !this.#icmpBucket.take(this.#o.now())) return;
+    const reply = buildUnreachable(
+      packet,
+      kind,
+      this.#o.ipv6.address,
+      this.#o.ipv4?.address ?? null,
+    );
+    if (reply !== null) this.#o.writeTun(reply);
+  }
+
+  #icmpTooBig(packet: Uint8Array): void {
+    if (this.#o.icmpErrors === false || !this.#icmpBucket.take(this.#o.now())) return;
+    const reply = buildTooBig(
+      packet,
+      this.#o.mtu!,
+      this.#o.ipv6.address,
+      this.#o.ipv4?.address ?? null,
+    );
+    if (reply !== null) this.#o.writeTun(reply);
   }
 
   // --- WireGuard edges -------------------------------------------------------------------------
@@ -355,6 +554,8 @@ export class Mesh {
       }
       case "established": {
         const member = result.peer.context as Member;
+        // We initiated: initiation → response is one round trip (plus the peer's DH work).
+        if (member.lastInitSentMs > 0) member.rttMs = now - member.lastInitSentMs;
         handshakeLog.debug("handshake with {name} done", { name: member.name });
         this.#authenticated(member, from, now, true);
         for (const p of result.packets) this.#o.send(p, from);
@@ -369,9 +570,15 @@ export class Mesh {
         const member = result.peer.context as Member;
         if (this.#routes.lookupSource(result.packet) !== member) {
           this.#drop("inner-source-not-allowed");
+          countDrop(member.drops, "inner-source-not-allowed");
           return;
         }
         this.#authenticated(member, from, now, true);
+        // Answers to our own probes (`meshub ping`) end here; the rest goes to the TUN.
+        if (this.#probes.size > 0 && result.packet[40] === 129 && this.#probeReply(result.packet)) {
+          for (const p of result.outgoing) this.#o.send(p, from);
+          return;
+        }
         this.#o.writeTun(result.packet);
         // Packets queued while we were the responder wait for the first transport packet.
         for (const p of result.outgoing) this.#o.send(p, from);
@@ -384,6 +591,11 @@ export class Mesh {
   #authenticated(member: Member, from: UdpEndpoint, now: number, sessionUp: boolean): void {
     member.lastAuthenticatedMs = now;
     const key = endpointKey(from);
+    const candidate = member.candidates.get(key);
+    if (candidate !== undefined) {
+      candidate.received++;
+      candidate.lastHeardMs = now;
+    }
     if (member.movedTargets.some((t) => endpointKey(t) === key)) member.movedTargets = [];
     if (member.endpointKey !== key) {
       const moved = member.endpoint !== null;
@@ -406,6 +618,7 @@ export class Mesh {
     }
     if (sessionUp && !member.up) {
       member.up = true;
+      member.everUp = true;
       member.punchUntilMs = 0;
       const event = {
         kind: "edge-up" as const,
@@ -443,6 +656,7 @@ export class Mesh {
       // WireGuard keepalives are one-sided (a received packet resets the peer's timer), so a
       // quiet edge is asked for an answer: a handshake initiation always gets a response.
       member.nextProbeMs = now + PROBE_INTERVAL_MS;
+      member.lastInitSentMs = now;
       this.#o.send(member.peer.createInitiation(now), member.endpoint);
     }
     const staleAfterMs = this.#o.timers.keepaliveMs * 2 + 15_000;
@@ -465,6 +679,7 @@ export class Mesh {
       this.#punchMoved(member, now);
     }
     if (packets.length === 0) return;
+    if (packets.some((p) => p[0] === 1)) member.lastInitSentMs = now;
     if (member.endpoint !== null && member.up) {
       for (const p of packets) this.#o.send(p, member.endpoint);
     } else {
@@ -512,9 +727,15 @@ export class Mesh {
     if (to.length === 0) return;
     const punch = encodePunch();
     const init = member.peer.createInitiation(now);
+    member.lastInitSentMs = now;
     for (const endpoint of to) {
       this.#o.send(punch, endpoint);
       this.#o.send(init, endpoint);
+      const c = member.candidates.get(endpointKey(endpoint));
+      if (c !== undefined) {
+        c.sent += 2;
+        c.lastSentMs = now;
+      }
     }
     punchLog.debug("punching {name}: {count} candidates", { name: member.name, count: to.length });
   }
@@ -547,6 +768,10 @@ export class Mesh {
       punchUntilMs: 0,
       nextPunchMs: 0,
       up: false,
+      everUp: false,
+      lastInitSentMs: 0,
+      rttMs: -1,
+      drops: {},
       peer,
     };
     peer.context = member;
@@ -776,22 +1001,69 @@ export class Mesh {
   }
 }
 
+/**
+ * A member's edge: `connecting` (never up, first attempt under way: packets wait), `up`,
+ * `stale` (up, but silent beyond the keepalive: being probed), `punching` (no edge, trying
+ * again), `unreachable` (no edge, not trying until traffic asks). Packets to a member that is
+ * `punching` or `unreachable` get ICMP destination unreachable.
+ */
+export type EdgeState = "connecting" | "up" | "stale" | "punching" | "unreachable";
+
+/** One candidate endpoint of a member and what trying it did. */
+export interface CandidateStatus {
+  endpoint: string;
+  /** `hub` (observed by a hub), `local` (in the member's advert) or `static` (config). */
+  source: string;
+  /** Punches and handshake initiations sent to it. */
+  sent: number;
+  /** Authenticated packets received from it. */
+  received: number;
+  lastSentAgoMs: number | null;
+  lastHeardAgoMs: number | null;
+  /** `in use`, `answered`, `no answer` or `not tried`. */
+  result: string;
+}
+
+/** The answer of {@linkcode Mesh.sendProbe}. */
+export type ProbeStart =
+  | { ok: true; seq: number; name: string; state: EdgeState }
+  | { ok: false; error: string };
+
 /** What `Mesh.status()` returns. */
 export interface MeshStatus {
+  /** This node's name. */
+  name: string;
+  /** This node's VPN addresses (`addr/len`). */
+  addresses: string[];
+  /** The UDP port. */
+  port: number;
   /** This node's public key. */
   publicKey: Uint8Array;
   /** One entry per configured hub. */
   hubs: {
     endpoint: string;
     registered: boolean;
+    /** `connecting` (never heard), `registered` or `lost`. */
+    state: string;
     observed: string;
     lastHeardAgoMs: number | null;
   }[];
   /** One entry per known member. */
   members: {
     name: string;
+    publicKey: Uint8Array;
     addresses: string[];
     up: boolean;
+    state: EdgeState;
+    /** Latest round-trip time (handshake or probe), ms. */
+    rttMs: number | null;
+    lastHeardAgoMs: number | null;
+    txPackets: number;
+    rxPackets: number;
+    /** Drops that concern this member, by reason. */
+    memberDrops: Record<string, number>;
+    /** Candidates and what trying each did. */
+    tried: CandidateStatus[];
     endpoint: string | null;
     path: string | null;
     candidates: string[];
@@ -811,22 +1083,42 @@ export interface MeshStatus {
  */
 function rebuildCandidates(member: Member): UdpEndpoint[] {
   const next = new Map<string, Candidate>();
-  for (const endpoint of member.localEndpoints) {
-    next.set(endpointKey(endpoint), { endpoint, source: "local" });
-  }
-  for (const endpoint of member.hubObserved.values()) {
-    next.set(endpointKey(endpoint), { endpoint, source: "hub" });
-  }
-  if (member.staticEndpoint !== null) {
-    next.set(endpointKey(member.staticEndpoint), {
-      endpoint: member.staticEndpoint,
-      source: "static",
-    });
-  }
+  // A candidate that stays keeps its counters (what trying it did so far).
+  const add = (endpoint: UdpEndpoint, source: CandidateSource) => {
+    const key = endpointKey(endpoint);
+    const old = member.candidates.get(key);
+    next.set(
+      key,
+      old ? { ...old, endpoint, source } : {
+        endpoint,
+        source,
+        sent: 0,
+        lastSentMs: 0,
+        received: 0,
+        lastHeardMs: 0,
+      },
+    );
+  };
+  for (const endpoint of member.localEndpoints) add(endpoint, "local");
+  for (const endpoint of member.hubObserved.values()) add(endpoint, "hub");
+  if (member.staticEndpoint !== null) add(member.staticEndpoint, "static");
   const added: UdpEndpoint[] = [];
   for (const [key, c] of next) if (!member.candidates.has(key)) added.push(c.endpoint);
   member.candidates = next;
   return added;
+}
+
+function countDrop(drops: DropCounters, reason: string): void {
+  drops[reason] = (drops[reason] ?? 0) + 1;
+}
+
+function prefixContains(p: Prefix, address: Uint8Array, at: number): boolean {
+  let bits = p.prefixLength;
+  for (let i = 0; i < p.address.length && bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if (((address[at + i] ?? 0) & mask) !== (p.address[i]! & mask)) return false;
+  }
+  return true;
 }
 
 function encodePunch(): Uint8Array {
