@@ -18,7 +18,9 @@ import { log } from "../util/log.ts";
 import { UserError } from "../util/cli_error.ts";
 import { InterfaceConfigError } from "../ffi/netcfg.ts";
 import { OsError } from "../ffi/libc.ts";
+import { openSslAead } from "../ffi/libcrypto.ts";
 import { formatPrefix } from "./mesh.ts";
+import { dropPrivileges, resolveIdentity } from "./privileges.ts";
 
 const tunLog = log("tun");
 const clientLog = log("client");
@@ -53,6 +55,10 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   }
   const ipv6 = vpnAddress(config, state.publicKey);
   const ipv4 = config.tun.ipv4;
+  // Resolved before anything is created, so a typo in node.user fails fast.
+  const identity = config.node.user === undefined
+    ? undefined
+    : resolveIdentity(config.node.user, config.node.group);
 
   const tun = startupStep(() => openTun(config.tun.interface));
   let socket;
@@ -76,8 +82,26 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     addresses: [ipv6, ...(ipv4 ? [ipv4] : [])].map(formatPrefix).join(", "),
     mtu: config.tun.mtu,
   });
+  if (identity !== undefined) {
+    // Everything that needs root exists now (TUN, addresses, routes, socket): drop it for good.
+    try {
+      dropPrivileges(identity);
+    } catch (err) {
+      socket.close();
+      tun.close();
+      throw new UserError(`cannot drop privileges to ${identity.user}: ${String(err)}`, {
+        cause: err,
+      });
+    }
+    clientLog.info(
+      "dropped privileges to user {user} ({uid}), group {group} ({gid}); setuid(0) now fails",
+      { ...identity },
+    );
+  }
 
   const udp = socket;
+  // OpenSSL's ChaCha20-Poly1305 with reused contexts is ~5x the portable one (ffi/libcrypto.ts).
+  const aead = openSslAead();
   const mesh = new Mesh({
     psk: config.psk,
     privateKey: state.privateKey,
@@ -105,12 +129,14 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
       tun.write(packet);
     },
     now: () => performance.now(),
+    aead: aead ?? undefined,
   });
-  clientLog.info("node {name}: {address}, udp port {port}, {hubs} hub(s)", {
+  clientLog.info("node {name}: {address}, udp port {port}, {hubs} hub(s), crypto {aead}", {
     name: config.node.name,
     address: formatPrefix(ipv6),
     port: udp.port,
     hubs: config.hubs.length,
+    aead: aead?.name ?? "node:crypto",
   });
 
   let stopping = false;

@@ -21,6 +21,7 @@
  * @module
  */
 import { WgDevice, type WgPeer, type WgReceiveResult } from "../protocol/wireguard/mod.ts";
+import type { AeadProvider } from "../protocol/wireguard/aead.ts";
 import { deriveNetworkKeys, type NetworkKeys, nodeIdFromKey } from "../protocol/keys.ts";
 import { type Advert, nextAdvertTimestamp, openAdvert, sealAdvert } from "../protocol/advert.ts";
 import {
@@ -124,6 +125,8 @@ export interface MeshOptions {
   now: () => number;
   /** Observer for tests and the status command. */
   onEvent?: (event: MeshEvent) => void;
+  /** Transport AEAD (default: portable `node:crypto`; the client passes OpenSSL's when present). */
+  aead?: AeadProvider | undefined;
   /** Tunnel MTU: a larger packet from the TUN gets Packet Too Big. Default: no check. */
   mtu?: number;
   /**
@@ -249,6 +252,7 @@ export class Mesh {
         rejectAfterMs: options.timers.rejectAfterMs,
         persistentKeepaliveMs: options.timers.keepaliveMs,
       },
+      ...(options.aead ? { aead: options.aead } : {}),
     });
     this.#keys = deriveNetworkKeys(options.psk);
     this.#networkId = this.#keys.networkId;

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { type AeadProvider, NODE_CRYPTO_AEAD } from "./aead.ts";
 import { CookieChecker } from "./cookie.ts";
 import { consumeInitiation, type StaticKeys } from "./handshake.ts";
 import {
@@ -51,7 +52,8 @@ export type WgReceiveResult =
    */
   | { kind: "established"; peer: WgPeer; packets: Uint8Array[] }
   /**
-   * A decrypted inner IP packet (padding stripped). `outgoing` holds datagrams to send to the
+   * A decrypted inner IP packet (padding stripped), a view of a buffer that the session reuses:
+   * valid until the next receive() (write it to the TUN, or copy it). `outgoing` holds datagrams to send to the
    * peer now: packets queued while the session waited for confirmation (usually empty).
    */
   | { kind: "data"; peer: WgPeer; packet: Uint8Array; outgoing: Uint8Array[] }
@@ -74,6 +76,8 @@ export interface WgDeviceOptions {
   loadThresholdPerSecond?: number;
   /** Demand mac2 on every handshake message, as if always under load. */
   alwaysUnderLoad?: boolean;
+  /** Transport AEAD implementation (default: {@linkcode NODE_CRYPTO_AEAD}, portable). */
+  aead?: AeadProvider;
 }
 
 interface IndexEntry {
@@ -128,6 +132,7 @@ export class WgDevice {
     this.#host = {
       staticKeys: keys,
       timers,
+      aead: opts.aead ?? NODE_CRYPTO_AEAD,
       randomBytes: rb,
       wallClockMs: () => wall(),
       allocateIndex(peer: WgPeer): number {

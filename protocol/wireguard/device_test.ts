@@ -70,7 +70,8 @@ Deno.test("packets sent before the handshake are queued and delivered on establi
   const reply = expectKind(p.b.receive(init!, SRC_A, 2), "reply");
   const est = expectKind(p.a.receive(reply.packet, SRC_B, 3), "established");
   assertEquals(est.packets.length, 2);
-  const got = est.packets.map((d) => expectKind(p.b.receive(d, SRC_A, 4), "data").packet);
+  // A data result is a view valid until the next receive(): copy to keep it.
+  const got = est.packets.map((d) => expectKind(p.b.receive(d, SRC_A, 4), "data").packet.slice());
   assertEquals(got, [ip6(1, 1), ip6(2, 2)]);
 });
 

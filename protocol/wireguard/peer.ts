@@ -17,6 +17,7 @@
  *
  * @module
  */
+import type { AeadProvider } from "./aead.ts";
 import { compareTai64n, isAfter, nextTai64n, tai64n, TAI64N_LEN } from "./tai64n.ts";
 import { CookieGenerator } from "./cookie.ts";
 import {
@@ -95,6 +96,8 @@ export interface WgPeerStats {
 export interface PeerHost {
   readonly staticKeys: StaticKeys;
   readonly timers: ResolvedTimers;
+  /** Transport AEAD for new sessions. */
+  readonly aead: AeadProvider;
   randomBytes(n: number): Uint8Array;
   wallClockMs(): number;
   /** Reserves a fresh random local index pointing at `peer` (handshake in flight). */
@@ -309,7 +312,7 @@ export class WgPeer {
     this.#lastTimestampReceived = init.timestamp;
     this.#lastInitiationConsumedMs = nowMs;
 
-    const session = new Session(r.keys, localIndex, init.remoteIndex, false, nowMs);
+    const session = new Session(r.keys, localIndex, init.remoteIndex, false, nowMs, host.aead);
     host.bindIndex(localIndex, this, session);
     // Responder rotation: the new session waits in `next`; `previous` goes.
     this.#release(this.#next);
@@ -339,7 +342,7 @@ export class WgPeer {
     if (keys === null) return { reason: "handshake_decrypt_failed" };
     state.ephemeralPrivate.fill(0);
     this.#initiator = null;
-    const session = new Session(keys, state.localIndex, msg.sender, true, nowMs);
+    const session = new Session(keys, state.localIndex, msg.sender, true, nowMs, this.#host.aead);
     this.#host.bindIndex(state.localIndex, this, session);
 
     // Initiator rotation: new session is current at once.

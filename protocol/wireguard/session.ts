@@ -2,13 +2,13 @@
  * One transport session (a "keypair" in wireguard-go): directional keys from a completed
  * handshake, the send counter and the replay window of received counters (whitepaper 5.4.6).
  *
- * The data path uses the runtime's native ChaCha20-Poly1305 (`node:crypto`) and reuses one nonce
- * buffer per direction. Plaintext is padded with zeros to a multiple of 16 bytes as WireGuard
+ * The AEAD comes from an {@linkcode AeadProvider} (portable `node:crypto` by default, OpenSSL
+ * through FFI on the client's data path); one nonce buffer per direction is reused. Plaintext is padded with zeros to a multiple of 16 bytes as WireGuard
  * does; a keepalive is the empty plaintext.
  *
  * @module
  */
-import { createCipheriv, createDecipheriv } from "node:crypto";
+import { AEAD_NONCE_LEN, type AeadKey, type AeadProvider, NODE_CRYPTO_AEAD } from "./aead.ts";
 import { ReplayFilter } from "./replay.ts";
 import { TAG_LEN } from "./noise.ts";
 import { MESSAGE_TRANSPORT, TRANSPORT_HEADER_LEN, writeTransportHeader } from "./messages.ts";
@@ -16,9 +16,6 @@ import type { TransportKeys } from "./handshake.ts";
 
 /** Plaintext padding unit, in bytes. */
 export const PADDING_MULTIPLE = 16;
-
-const AEAD_OPTS = { authTagLength: TAG_LEN } as const;
-const EMPTY = new Uint8Array(0);
 
 /** A transport session between us and one peer. */
 export class Session {
@@ -34,22 +31,26 @@ export class Session {
   sendCounter = 0;
   /** Replay window of received counters. */
   readonly replay: ReplayFilter = new ReplayFilter();
-  #sendKey: Uint8Array;
-  #receiveKey: Uint8Array;
-  readonly #sendNonce = new Uint8Array(12);
-  readonly #receiveNonce = new Uint8Array(12);
+  readonly #sendKey: AeadKey;
+  readonly #receiveKey: AeadKey;
+  readonly #sendNonce = new Uint8Array(AEAD_NONCE_LEN);
+  readonly #receiveNonce = new Uint8Array(AEAD_NONCE_LEN);
   #pad = new Uint8Array(2048);
+  #plain = new Uint8Array(2048);
 
-  /** Creates a session from freshly derived keys. */
+  /** Creates a session from freshly derived keys (which it zeroes once the AEAD has them). */
   constructor(
     keys: TransportKeys,
     localIndex: number,
     remoteIndex: number,
     isInitiator: boolean,
     createdMs: number,
+    aead: AeadProvider = NODE_CRYPTO_AEAD,
   ) {
-    this.#sendKey = keys.sendKey;
-    this.#receiveKey = keys.receiveKey;
+    this.#sendKey = aead.key(keys.sendKey);
+    this.#receiveKey = aead.key(keys.receiveKey);
+    keys.sendKey.fill(0);
+    keys.receiveKey.fill(0);
     this.localIndex = localIndex;
     this.remoteIndex = remoteIndex;
     this.isInitiator = isInitiator;
@@ -75,48 +76,34 @@ export class Session {
     writeTransportHeader(out, this.remoteIndex, counter);
     // Nonce = 4 zero bytes then the counter as u64 LE, which the header holds at bytes 8..16.
     this.#sendNonce.set(out.subarray(8, 16), 4);
-    const cipher = createCipheriv("chacha20-poly1305", this.#sendKey, this.#sendNonce, AEAD_OPTS);
-    if (padded > 0) out.set(cipher.update(input), TRANSPORT_HEADER_LEN);
-    cipher.final();
-    out.set(cipher.getAuthTag(), TRANSPORT_HEADER_LEN + padded);
+    this.#sendKey.seal(this.#sendNonce, input, out.subarray(TRANSPORT_HEADER_LEN));
     return out;
   }
 
   /**
    * Authenticates and decrypts a type-4 datagram addressed to this session. Returns the padded
-   * plaintext, or null when authentication fails. Does not touch the replay window: the caller
-   * validates the counter afterwards, so forged packets cannot move it.
+   * plaintext (a view of a buffer reused by the next open() of this session), or null when
+   * authentication fails. Does not touch the replay window: the caller validates the counter
+   * afterwards, so forged packets cannot move it.
    */
   open(datagram: Uint8Array): Uint8Array | null {
     if (datagram.length < TRANSPORT_HEADER_LEN + TAG_LEN || datagram[0] !== MESSAGE_TRANSPORT) {
       return null;
     }
     this.#receiveNonce.set(datagram.subarray(8, 16), 4);
-    const tagAt = datagram.length - TAG_LEN;
-    try {
-      const d = createDecipheriv(
-        "chacha20-poly1305",
-        this.#receiveKey,
-        this.#receiveNonce,
-        AEAD_OPTS,
-      );
-      d.setAuthTag(datagram.subarray(tagAt));
-      const buf = tagAt > TRANSPORT_HEADER_LEN
-        ? d.update(datagram.subarray(TRANSPORT_HEADER_LEN, tagAt))
-        : EMPTY;
-      d.final(); // throws when the tag does not verify; the plaintext is discarded then
-      // Hand out a plain Uint8Array, not a node Buffer: Buffer#slice() makes views, not copies,
-      // which silently breaks callers that copy with slice().
-      return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-    } catch {
-      return null;
-    }
+    const n = datagram.length - TRANSPORT_HEADER_LEN - TAG_LEN;
+    if (this.#plain.length < n) this.#plain = new Uint8Array(n * 2);
+    const plain = this.#plain.subarray(0, n);
+    return this.#receiveKey.open(this.#receiveNonce, datagram.subarray(TRANSPORT_HEADER_LEN), plain)
+      ? plain
+      : null;
   }
 
   /** Overwrites the keys; the session is useless afterwards. */
   zero(): void {
-    this.#sendKey.fill(0);
-    this.#receiveKey.fill(0);
+    this.#sendKey.dispose();
+    this.#receiveKey.dispose();
     this.#pad.fill(0);
+    this.#plain.fill(0);
   }
 }

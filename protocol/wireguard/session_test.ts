@@ -7,8 +7,9 @@ const K1 = hash(te.encode("k1"));
 const K2 = hash(te.encode("k2"));
 
 function sessions() {
-  const a = new Session({ sendKey: K1, receiveKey: K2 }, 1, 2, true, 0);
-  const b = new Session({ sendKey: K2, receiveKey: K1 }, 2, 1, false, 0);
+  // A session owns (and zeroes) the keys it is given: hand it copies.
+  const a = new Session({ sendKey: K1.slice(), receiveKey: K2.slice() }, 1, 2, true, 0);
+  const b = new Session({ sendKey: K2.slice(), receiveKey: K1.slice() }, 2, 1, false, 0);
   return { a, b };
 }
 

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { openSslAead } from "./libcrypto.ts";
+import { AEAD_TAG_LEN, NODE_CRYPTO_AEAD } from "../protocol/wireguard/aead.ts";
+
+const evp = openSslAead();
+
+Deno.test({
+  name: "openSslAead() seals exactly like node:crypto and opens what it sealed",
+  ignore: evp === null,
+  fn() {
+    const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+    const keyBytes = rnd(32);
+    const a = evp!.key(keyBytes);
+    const b = NODE_CRYPTO_AEAD.key(keyBytes);
+    for (const len of [0, 1, 15, 16, 17, 63, 64, 1280, 1420, 1500, 9000]) {
+      const nonce = rnd(12);
+      const plain = rnd(len);
+      const x = new Uint8Array(len + AEAD_TAG_LEN);
+      const y = new Uint8Array(len + AEAD_TAG_LEN);
+      a.seal(nonce, plain, x);
+      b.seal(nonce, plain, y);
+      assert.deepEqual(x, y, `length ${len}`);
+      const back = new Uint8Array(len);
+      assert.ok(a.open(nonce, x, back));
+      assert.deepEqual(back, plain);
+      assert.ok(b.open(nonce, x, back));
+      // Any flipped bit, in ciphertext or tag, fails authentication.
+      const bad = x.slice();
+      bad[Math.floor(Math.random() * bad.length)]! ^= 1 << Math.floor(Math.random() * 8);
+      assert.equal(a.open(nonce, bad, back), false);
+    }
+    assert.equal(a.open(rnd(12), new Uint8Array(5), new Uint8Array(0)), false);
+    a.dispose();
+    b.dispose();
+  },
+});
