@@ -22,6 +22,8 @@ Usage:
 
 Options:
   -h, --help       help for meshub or a command (meshub hub --help)
+  meshub ca init|revoke ...           CA mode: create the network CA, revoke certificates
+  meshub cert sign|show ...           CA mode: issue a node certificate, show one
   -V, --version    print the version
 
 See README.md for the configuration file.`;
@@ -126,6 +128,15 @@ function genkey(args: string[]): number {
     console.log(GENKEY_USAGE);
     return 0;
   }
+    case "ca":
+    case "cert": {
+      const { caCommand } = await import("./cli/ca_commands.ts");
+      return await caCommand(command, rest);
+    }
+    case "status":
+      return await status(rest);
+    case "ping":
+      return await ping(rest);
   if (positionals.length > 0) throw new UserError("genkey: takes no arguments");
   console.log(encodeBase64Url(crypto.getRandomValues(new Uint8Array(32))));
   return 0;
