@@ -20,6 +20,7 @@ import { InterfaceConfigError } from "../ffi/netcfg.ts";
 import { OsError } from "../ffi/libc.ts";
 import { openSslAead } from "../ffi/libcrypto.ts";
 import { formatPrefix } from "./mesh.ts";
+import { ClientDiagnostics } from "./control.ts";
 import { dropPrivileges, resolveIdentity } from "./privileges.ts";
 
 const tunLog = log("tun");
@@ -60,7 +61,16 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     ? undefined
     : resolveIdentity(config.node.user, config.node.group);
 
-  const tun = startupStep(() => openTun(config.tun.interface));
+  // Claimed first: a second client on the same control socket is refused before it touches
+  // anything.
+  const diagnostics = await ClientDiagnostics.open(config);
+  let tun;
+  try {
+    tun = startupStep(() => openTun(config.tun.interface));
+  } catch (err) {
+    await diagnostics.close();
+    throw err;
+  }
   let socket;
   try {
     await configureInterface({
@@ -78,6 +88,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     throw err;
   }
   tunLog.info("{name} up: {addresses}, mtu {mtu}", {
+    await diagnostics.close();
     name: tun.name,
     addresses: [ipv6, ...(ipv4 ? [ipv4] : [])].map(formatPrefix).join(", "),
     mtu: config.tun.mtu,
@@ -93,6 +104,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
         cause: err,
       });
     }
+      await diagnostics.close();
     clientLog.info(
       "dropped privileges to user {user} ({uid}), group {group} ({gid}); setuid(0) now fails",
       { ...identity },
@@ -135,7 +147,16 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     name: config.node.name,
     address: formatPrefix(ipv6),
     port: udp.port,
+    onEvent: diagnostics.onEvent,
+    // Diagnostics inside the VPN: ICMP errors back to the TUN (client/icmp.ts).
+    mtu: config.tun.mtu,
+    vpnPrefixes: [
+      ipv6,
+      ...(ipv4 ? [ipv4] : []),
+      ...config.peers.flatMap((p) => [...p.ipv6, ...p.ipv4]),
+    ],
     hubs: config.hubs.length,
+  diagnostics.attach(mesh, { interface: tun.name, mtu: config.tun.mtu });
     aead: aead?.name ?? "node:crypto",
   });
 
@@ -179,6 +200,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
 }
 
 async function readTun(tun: TunDevice, mesh: Mesh, stopping: () => boolean): Promise<void> {
+  await diagnostics.close();
   const buf = new Uint8Array(TUN_READ_BUFFER_LEN);
   while (!stopping()) {
     let n: number;

@@ -17,6 +17,7 @@ import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "../protocol/ip_add
 import { decodeBase64, decodeBase64Url } from "../util/base64.ts";
 import { UserError } from "../util/cli_error.ts";
 import { LOG_LEVELS, type MeshubLogLevel } from "../util/log.ts";
+import { parseMetricsListen } from "../util/prometheus.ts";
 
 /** UDP port of a hub when `hub.addresses` gives none. */
 export const DEFAULT_HUB_PORT = 3731;
@@ -101,6 +102,21 @@ export interface LogConfig {
 export interface StaticPeerConfig {
   /** The peer's X25519 public key, 32 bytes. */
   publicKey: Uint8Array;
+/** `[control]`: the local control socket (`meshub status`, `meshub ping`). */
+export interface ControlConfig {
+  /** Unix socket path; default `/run/meshub/<tun.interface>.sock`; `""` disables it. */
+  socket: string;
+}
+
+/** `[metrics]`: the optional Prometheus endpoint. */
+export interface MetricsConfig {
+  /** Loopback address and port to serve `/metrics` on, or null (the default: off). */
+  listen: HostPort | null;
+}
+
+/** Directory of the default control sockets. */
+export const CONTROL_SOCKET_DIR = "/run/meshub";
+
   /** Where to send its packets. */
   endpoint: HostPort;
   /** IPv6 prefixes routed to the peer (host bits are zero). */
@@ -145,6 +161,8 @@ export interface TestingConfig {
  * | `peer.public_key`          | string          | required      | The peer's public key, standard base64 as `wg(8)` prints it. |
  * | `peer.endpoint`            | string          | required      | `IP:port` or `[IPv6]:port` of the peer. |
  * | `peer.ipv6`                | string or array | `[]`          | IPv6 prefixes routed to the peer; a bare address means /128. |
+ * | `control.socket`           | string          | `"/run/meshub/<interface>.sock"` | Control socket for `meshub status`/`ping`; `""` disables it. |
+ * | `metrics.listen`           | string          | none          | Loopback `IP:port` for a Prometheus `/metrics` endpoint, e.g. `"127.0.0.1:9731"`. |
  * | `peer.ipv4`                | string or array | `[]`          | IPv4 prefixes routed to the peer; a bare address means /32. At least one of `ipv6`/`ipv4`. |
  * | `peer.name`                | string          | none          | Label for logs, same characters as `node.name`. |
  * | `testing.rekey_after_ms`   | integer         | `120000`      | Test only: rekey after this many milliseconds. |
@@ -171,6 +189,10 @@ export interface ClientConfig {
   testing: TestingConfig;
 }
 
+  /** `[control]`, default filled in. */
+  control: ControlConfig;
+  /** `[metrics]`. */
+  metrics: MetricsConfig;
 /** Options of {@linkcode ConfigError}. */
 export interface ConfigErrorOptions extends ErrorOptions {
   /** 1-based line of the mistake, when known. */
@@ -280,6 +302,8 @@ function formatKey(path: readonly Segment[]): string {
 
 /** Walks the parsed document, turning each value into its typed form or a {@linkcode ConfigError}. */
 class Checker {
+  control: ["socket"],
+  metrics: ["listen"],
   readonly #path: string;
   readonly #locator: KeyLocator;
 
@@ -340,10 +364,13 @@ class Checker {
       peers: [],
       testing: this.testing(testing),
     };
+    config.control = this.control(control, config.tun.interface);
     const seen = new Map<string, number>();
     peers.forEach((p, i) => {
       const peer = this.peer(["peer", i], p);
       const id = Array.from(peer.publicKey).join(",");
+    const control = section("control");
+    const metrics = section("metrics");
       const first = seen.get(id);
       if (first !== undefined) {
         this.fail(["peer", i, "public_key"], `same public key as peer[${first}]`);
@@ -357,6 +384,8 @@ class Checker {
   checkKeys(at: Segment[], table: Table, section: string): void {
     const known = SCHEMA[section]!;
     for (const key of Object.keys(table)) {
+      control: { socket: "" },
+      metrics: this.metrics(metrics),
       if (known.includes(key)) continue;
       if (key in SCHEMA) this.fail([...at, key], `unknown key, did you mean the [${key}] section?`);
       const close = closest(key, known);
@@ -507,6 +536,22 @@ class Checker {
     if (slash < 0) {
       if (use === "interface") {
         this.fail(key, `needs a prefix length, e.g. "${example}", got ${quote(text)}`, text);
+  control(table: Table, tunInterface: string): ControlConfig {
+    const socket = this.string(["control", "socket"], table.socket);
+    if (socket === undefined) return { socket: `${CONTROL_SOCKET_DIR}/${tunInterface}.sock` };
+    if (socket === "") return { socket };
+    // Relative to the config file, like node.state_file.
+    return { socket: isAbsolute(socket) ? socket : join(dirname(this.#path), socket) };
+  }
+
+  metrics(table: Table): MetricsConfig {
+    const text = this.string(["metrics", "listen"], table.listen);
+    if (text === undefined) return { listen: null };
+    const parsed = parseMetricsListen(text);
+    if (typeof parsed === "string") this.fail(["metrics", "listen"], parsed, text);
+    return { listen: parsed };
+  }
+
       }
     } else {
       const digits = text.slice(slash + 1);

@@ -227,6 +227,13 @@ export class Registry {
     return this.#memberCount;
   }
 
+  /** Members per network (short hex network id, as in the logs), largest first. */
+  networkSizes(): { network: string; members: number }[] {
+    return [...this.#networks.values()]
+      .map((n) => ({ network: toHex(n.networkId.subarray(0, 4)), members: n.members.size }))
+      .sort((a, b) => b.members - a.members);
+  }
+
   /** The members of a network (by node id hex), or undefined when it has none. */
   members(networkId: Uint8Array): ReadonlyMap<string, MemberState> | undefined {
     return this.#networks.get(toHex(networkId))?.members;

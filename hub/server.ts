@@ -59,6 +59,8 @@ export interface HubStats extends RegistryCounters {
   networks: number;
   /** Members now. */
   members: number;
+  /** Members per network (short network id), largest first. */
+  perNetwork: { network: string; members: number }[];
 }
 
 /** A running hub. */
@@ -290,6 +292,7 @@ function start(opts: HubOptions): HubHandle {
         drops: { ...registry.drops },
         networks: registry.networkCount,
         members: registry.memberCount,
+        perNetwork: registry.networkSizes(),
       };
     },
     close,

@@ -29,6 +29,8 @@ import { UserError } from "./cli_error.ts";
 export const CONTROL_PROTOCOL_VERSION = 1;
 /** Longest request or response line. */
 export const MAX_LINE_BYTES = 1 << 20;
+/** Exit code of `meshub status`/`ping` when no process answers at the control socket. */
+export const NOT_RUNNING_EXIT_CODE = 3;
 /** A connection that sends nothing for this long is closed. */
 export const IDLE_TIMEOUT_MS = 10_000;
 
@@ -61,9 +63,9 @@ export class ControlCommandError extends Error {
 
 /** No process answers at the control socket, or it answered nonsense. One printable line. */
 export class ControlConnectError extends UserError {
-  /** Creates the error. */
+  /** Creates the error; the process exit code is {@linkcode NOT_RUNNING_EXIT_CODE}. */
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+    super(message, { ...options, exitCode: NOT_RUNNING_EXIT_CODE });
     this.name = "ControlConnectError";
   }
 }

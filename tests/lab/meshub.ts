@@ -94,6 +94,11 @@ export interface ClientOptions {
   extraArgs?: string[];
 }
 
+/** The control socket of lab client `name` whose files are in `dir`. */
+export function controlSocketPath(dir: string, name: string): string {
+  return `${dir}/${name}.sock`;
+}
+
 /** Writes a client config for `site` and returns its path. */
 export async function writeClientConfig(site: ClientSite, options: ClientOptions): Promise<string> {
   const path = `${options.dir}/${site.name}.toml`;
@@ -106,6 +111,9 @@ export async function writeClientConfig(site: ClientSite, options: ClientOptions
     `name = "${site.name}"`,
     `state_file = "${options.dir}/${site.name}.key"`,
     "port = 0",
+    // Every lab client has its own control socket (they share one file system).
+    "[control]",
+    `socket = "${controlSocketPath(options.dir, site.name)}"`,
     "[tun]",
     `interface = "meshub0"`,
     "mtu = 1420",
