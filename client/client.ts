@@ -84,11 +84,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     socket = startupStep(() => openUdpSocket(config.node.port), `udp port ${config.node.port}`);
   } catch (err) {
     tun.close();
+    await diagnostics.close();
     if (err instanceof InterfaceConfigError) throw new UserError(err.message, { cause: err });
     throw err;
   }
   tunLog.info("{name} up: {addresses}, mtu {mtu}", {
-    await diagnostics.close();
     name: tun.name,
     addresses: [ipv6, ...(ipv4 ? [ipv4] : [])].map(formatPrefix).join(", "),
     mtu: config.tun.mtu,
@@ -100,11 +100,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     } catch (err) {
       socket.close();
       tun.close();
+      await diagnostics.close();
       throw new UserError(`cannot drop privileges to ${identity.user}: ${String(err)}`, {
         cause: err,
       });
     }
-      await diagnostics.close();
     clientLog.info(
       "dropped privileges to user {user} ({uid}), group {group} ({gid}); setuid(0) now fails",
       { ...identity },
@@ -142,11 +142,6 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     },
     now: () => performance.now(),
     aead: aead ?? undefined,
-  });
-  clientLog.info("node {name}: {address}, udp port {port}, {hubs} hub(s), crypto {aead}", {
-    name: config.node.name,
-    address: formatPrefix(ipv6),
-    port: udp.port,
     onEvent: diagnostics.onEvent,
     // Diagnostics inside the VPN: ICMP errors back to the TUN (client/icmp.ts).
     mtu: config.tun.mtu,
@@ -155,8 +150,13 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
       ...(ipv4 ? [ipv4] : []),
       ...config.peers.flatMap((p) => [...p.ipv6, ...p.ipv4]),
     ],
-    hubs: config.hubs.length,
+  });
   diagnostics.attach(mesh, { interface: tun.name, mtu: config.tun.mtu });
+  clientLog.info("node {name}: {address}, udp port {port}, {hubs} hub(s), crypto {aead}", {
+    name: config.node.name,
+    address: formatPrefix(ipv6),
+    port: udp.port,
+    hubs: config.hubs.length,
     aead: aead?.name ?? "node:crypto",
   });
 

@@ -98,10 +98,6 @@ export interface LogConfig {
   format: LogFormat;
 }
 
-/** `[[peer]]`: a static plain-WireGuard peer that does not use a hub. */
-export interface StaticPeerConfig {
-  /** The peer's X25519 public key, 32 bytes. */
-  publicKey: Uint8Array;
 /** `[control]`: the local control socket (`meshub status`, `meshub ping`). */
 export interface ControlConfig {
   /** Unix socket path; default `/run/meshub/<tun.interface>.sock`; `""` disables it. */
@@ -117,6 +113,10 @@ export interface MetricsConfig {
 /** Directory of the default control sockets. */
 export const CONTROL_SOCKET_DIR = "/run/meshub";
 
+/** `[[peer]]`: a static plain-WireGuard peer that does not use a hub. */
+export interface StaticPeerConfig {
+  /** The peer's X25519 public key, 32 bytes. */
+  publicKey: Uint8Array;
   /** Where to send its packets. */
   endpoint: HostPort;
   /** IPv6 prefixes routed to the peer (host bits are zero). */
@@ -157,12 +157,12 @@ export interface TestingConfig {
  * | `tun.ipv4`                 | string          | none          | IPv4 address with prefix, e.g. `"100.64.0.1/24"`. |
  * | `log.level`                | string          | `"info"`      | `trace`, `debug`, `info`, `warning`, `error` or `fatal`. |
  * | `log.format`               | string          | `"text"`      | `text` or `json` (one object per line). |
+ * | `control.socket`           | string          | `"/run/meshub/<interface>.sock"` | Control socket for `meshub status`/`ping`; `""` disables it. |
+ * | `metrics.listen`           | string          | none          | Loopback `IP:port` for a Prometheus `/metrics` endpoint, e.g. `"127.0.0.1:9731"`. |
  * | `[[peer]]`                 | array of tables | none          | Static plain-WireGuard peers that do not use a hub (e.g. for interop). |
  * | `peer.public_key`          | string          | required      | The peer's public key, standard base64 as `wg(8)` prints it. |
  * | `peer.endpoint`            | string          | required      | `IP:port` or `[IPv6]:port` of the peer. |
  * | `peer.ipv6`                | string or array | `[]`          | IPv6 prefixes routed to the peer; a bare address means /128. |
- * | `control.socket`           | string          | `"/run/meshub/<interface>.sock"` | Control socket for `meshub status`/`ping`; `""` disables it. |
- * | `metrics.listen`           | string          | none          | Loopback `IP:port` for a Prometheus `/metrics` endpoint, e.g. `"127.0.0.1:9731"`. |
  * | `peer.ipv4`                | string or array | `[]`          | IPv4 prefixes routed to the peer; a bare address means /32. At least one of `ipv6`/`ipv4`. |
  * | `peer.name`                | string          | none          | Label for logs, same characters as `node.name`. |
  * | `testing.rekey_after_ms`   | integer         | `120000`      | Test only: rekey after this many milliseconds. |
@@ -183,16 +183,16 @@ export interface ClientConfig {
   tun: TunConfig;
   /** `[log]`. */
   log: LogConfig;
+  /** `[control]`, default filled in. */
+  control: ControlConfig;
+  /** `[metrics]`. */
+  metrics: MetricsConfig;
   /** `[[peer]]` entries, in file order. */
   peers: StaticPeerConfig[];
   /** `[testing]`, defaults filled in. */
   testing: TestingConfig;
 }
 
-  /** `[control]`, default filled in. */
-  control: ControlConfig;
-  /** `[metrics]`. */
-  metrics: MetricsConfig;
 /** Options of {@linkcode ConfigError}. */
 export interface ConfigErrorOptions extends ErrorOptions {
   /** 1-based line of the mistake, when known. */
@@ -283,6 +283,8 @@ const SCHEMA: Record<string, readonly string[]> = {
   node: ["name", "state_file", "port"],
   tun: ["interface", "mtu", "ipv6", "ipv4"],
   log: ["level", "format"],
+  control: ["socket"],
+  metrics: ["listen"],
   peer: ["public_key", "endpoint", "ipv6", "ipv4", "name"],
   testing: ["rekey_after_ms", "reject_after_ms", "keepalive_ms", "hub_keepalive_ms"],
 };
@@ -302,8 +304,6 @@ function formatKey(path: readonly Segment[]): string {
 
 /** Walks the parsed document, turning each value into its typed form or a {@linkcode ConfigError}. */
 class Checker {
-  control: ["socket"],
-  metrics: ["listen"],
   readonly #path: string;
   readonly #locator: KeyLocator;
 
@@ -348,6 +348,8 @@ class Checker {
     const tun = section("tun");
     const log = section("log");
     const testing = section("testing");
+    const control = section("control");
+    const metrics = section("metrics");
     const peers = (root.peer ?? []) as Table[];
     peers.forEach((p, i) => this.checkKeys(["peer", i], p, "peer"));
 
@@ -361,6 +363,8 @@ class Checker {
         level: this.oneOf(["log", "level"], log.level, LOG_LEVELS, "info"),
         format: this.oneOf(["log", "format"], log.format, LOG_FORMATS, "text"),
       },
+      control: { socket: "" },
+      metrics: this.metrics(metrics),
       peers: [],
       testing: this.testing(testing),
     };
@@ -369,8 +373,6 @@ class Checker {
     peers.forEach((p, i) => {
       const peer = this.peer(["peer", i], p);
       const id = Array.from(peer.publicKey).join(",");
-    const control = section("control");
-    const metrics = section("metrics");
       const first = seen.get(id);
       if (first !== undefined) {
         this.fail(["peer", i, "public_key"], `same public key as peer[${first}]`);
@@ -384,8 +386,6 @@ class Checker {
   checkKeys(at: Segment[], table: Table, section: string): void {
     const known = SCHEMA[section]!;
     for (const key of Object.keys(table)) {
-      control: { socket: "" },
-      metrics: this.metrics(metrics),
       if (known.includes(key)) continue;
       if (key in SCHEMA) this.fail([...at, key], `unknown key, did you mean the [${key}] section?`);
       const close = closest(key, known);
@@ -465,6 +465,22 @@ class Checker {
     return tun;
   }
 
+  control(table: Table, tunInterface: string): ControlConfig {
+    const socket = this.string(["control", "socket"], table.socket);
+    if (socket === undefined) return { socket: `${CONTROL_SOCKET_DIR}/${tunInterface}.sock` };
+    if (socket === "") return { socket };
+    // Relative to the config file, like node.state_file.
+    return { socket: isAbsolute(socket) ? socket : join(dirname(this.#path), socket) };
+  }
+
+  metrics(table: Table): MetricsConfig {
+    const text = this.string(["metrics", "listen"], table.listen);
+    if (text === undefined) return { listen: null };
+    const parsed = parseMetricsListen(text);
+    if (typeof parsed === "string") this.fail(["metrics", "listen"], parsed, text);
+    return { listen: parsed };
+  }
+
   testing(table: Table): TestingConfig {
     const knob = (name: string, fallback: number) =>
       this.integer(["testing", name], table[name], 1, MAX_TESTING_MS) ?? fallback;
@@ -536,22 +552,6 @@ class Checker {
     if (slash < 0) {
       if (use === "interface") {
         this.fail(key, `needs a prefix length, e.g. "${example}", got ${quote(text)}`, text);
-  control(table: Table, tunInterface: string): ControlConfig {
-    const socket = this.string(["control", "socket"], table.socket);
-    if (socket === undefined) return { socket: `${CONTROL_SOCKET_DIR}/${tunInterface}.sock` };
-    if (socket === "") return { socket };
-    // Relative to the config file, like node.state_file.
-    return { socket: isAbsolute(socket) ? socket : join(dirname(this.#path), socket) };
-  }
-
-  metrics(table: Table): MetricsConfig {
-    const text = this.string(["metrics", "listen"], table.listen);
-    if (text === undefined) return { listen: null };
-    const parsed = parseMetricsListen(text);
-    if (typeof parsed === "string") this.fail(["metrics", "listen"], parsed, text);
-    return { listen: parsed };
-  }
-
       }
     } else {
       const digits = text.slice(slash + 1);
