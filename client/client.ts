@@ -195,12 +195,12 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   await new Promise((r) => setTimeout(r, 50));
   udp.close();
   tun.close();
+  await diagnostics.close();
   await Promise.allSettled([tunLoop, udpLoop]);
   for (const s of signals) Deno.removeSignalListener(s, stop);
 }
 
 async function readTun(tun: TunDevice, mesh: Mesh, stopping: () => boolean): Promise<void> {
-  await diagnostics.close();
   const buf = new Uint8Array(TUN_READ_BUFFER_LEN);
   while (!stopping()) {
     let n: number;
