@@ -662,6 +662,10 @@ export class Mesh {
       member.nextProbeMs = now + PROBE_INTERVAL_MS;
       member.lastInitSentMs = now;
       this.#o.send(member.peer.createInitiation(now), member.endpoint);
+      edgeLog.debug("edge to {name} is stale (quiet for {seconds} s), probing", {
+        name: member.name,
+        seconds: Math.round(silentMs / 1000),
+      });
     }
     const staleAfterMs = this.#o.timers.keepaliveMs * 2 + 15_000;
     if (member.up && silentMs > staleAfterMs) {
