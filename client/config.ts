@@ -76,6 +76,10 @@ export interface NodeConfig {
   stateFile: string;
   /** Local UDP port, 0..65535; 0 lets the OS choose. */
   port: number;
+  /** Unprivileged user to switch to once the TUN and socket exist (name or uid). */
+  user?: string;
+  /** Group to switch to (name or gid); default the user's primary group. */
+  group?: string;
 }
 
 /** `[tun]`: the virtual interface. */
@@ -151,6 +155,8 @@ export interface TestingConfig {
  * | `node.name`                | string          | required      | This node's name, 1..63 characters of `A-Z a-z 0-9 . _ -`. |
  * | `node.state_file`          | string          | required      | File holding the node's private key; created on first start. Relative to the config file's directory. |
  * | `node.port`                | integer         | `0`           | Local UDP port, 0..65535; 0 picks a random port. |
+ * | `node.user`                | string          | none          | Unprivileged user (name or uid) to switch to once the TUN and socket exist. |
+ * | `node.group`               | string          | user's group  | Group (name or gid) to switch to with `node.user`. |
  * | `tun.interface`            | string          | `"meshub0"`   | TUN interface name, 1..15 characters, no `/` or whitespace. |
  * | `tun.mtu`                  | integer         | `1420`        | TUN MTU, 1280..9000. |
  * | `tun.ipv6`                 | string          | derived       | IPv6 address with prefix, e.g. `"fd12:3456:789a::1/48"`; by default derived from the network and the node key. |
@@ -280,7 +286,7 @@ export function parseClientConfig(text: string, path: string): ClientConfig {
 const SCHEMA: Record<string, readonly string[]> = {
   encryption: ["psk"],
   hub: ["addresses"],
-  node: ["name", "state_file", "port"],
+  node: ["name", "state_file", "port", "user", "group"],
   tun: ["interface", "mtu", "ipv6", "ipv4"],
   log: ["level", "format"],
   control: ["socket"],
@@ -443,7 +449,20 @@ class Checker {
     // Relative to the config file, not to wherever the daemon happens to be started from.
     const resolved = isAbsolute(stateFile) ? stateFile : join(dirname(this.#path), stateFile);
     const port = this.integer(["node", "port"], table.port, 0, 65535) ?? 0;
-    return { name, stateFile: resolved, port };
+    const node: NodeConfig = { name, stateFile: resolved, port };
+    const user = this.string(["node", "user"], table.user);
+    const group = this.string(["node", "group"], table.group);
+    if (group !== undefined && user === undefined) {
+      this.fail(["node", "group"], "needs node.user (the user to switch to)");
+    }
+    for (const [key, value] of [["user", user], ["group", group]] as const) {
+      if (value !== undefined && !/^[A-Za-z0-9._-]{1,32}$/.test(value)) {
+        this.fail(["node", key], `must be a ${key} name or number, got ${quote(value)}`);
+      }
+    }
+    if (user !== undefined) node.user = user;
+    if (group !== undefined) node.group = group;
+    return node;
   }
 
   tun(table: Table): TunConfig {

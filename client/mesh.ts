@@ -70,6 +70,14 @@ const ICMP_RATE_PER_S = 10;
 const ICMP_BURST = 10;
 /** Probes (`meshub ping`) awaiting their reply; older ones are forgotten. */
 const MAX_PENDING_PROBES = 64;
+/**
+ * Roaming detection: data sent on an edge with nothing authenticated back for this long, or an
+ * edge silent for a keepalive interval plus this, makes us re-register with every hub at once
+ * (our NAT may have given us a new public endpoint that only a hub can tell us about).
+ */
+export const UNANSWERED_MS = 1_500;
+/** Most one such early re-registration per this interval. */
+const SUSPECT_REGISTER_MS = 2_000;
 
 /** Timer settings of the mesh, all in milliseconds. */
 export interface MeshTimers {
@@ -198,6 +206,11 @@ interface Member {
   rttMs: number;
   /** Drops that concern this member, by reason. */
   drops: DropCounters;
+  /** The peer's tx counters at the last authenticated packet (roaming detection). */
+  txMarkPackets: number;
+  txMarkBytes: number;
+  /** When we first noticed data sent since the last authenticated packet; 0 = none. */
+  unansweredSinceMs: number;
   peer: WgPeer;
 }
 
@@ -234,6 +247,8 @@ export class Mesh {
   #advert: Uint8Array | null = null;
   #advertLocal = "";
   #advertTimestamp = 0;
+  /** When an unanswered edge last made us re-register early. */
+  #lastSuspectMs = Number.NEGATIVE_INFINITY;
   /** Dropped packets by reason. */
   readonly drops: DropCounters = {};
   readonly #icmpBucket = new TokenBucket(ICMP_RATE_PER_S, ICMP_BURST);
@@ -594,6 +609,9 @@ export class Mesh {
   /** An authenticated packet from `member` arrived from `from`: the edge lives there now. */
   #authenticated(member: Member, from: UdpEndpoint, now: number, sessionUp: boolean): void {
     member.lastAuthenticatedMs = now;
+    member.txMarkPackets = member.peer.stats.txPackets;
+    member.txMarkBytes = member.peer.stats.txBytes;
+    member.unansweredSinceMs = 0;
     const key = endpointKey(from);
     const candidate = member.candidates.get(key);
     if (candidate !== undefined) {
@@ -652,6 +670,7 @@ export class Mesh {
       packets = [];
     }
     const silentMs = now - member.lastAuthenticatedMs;
+    if (member.up) this.#checkAnswered(member, silentMs, now);
     if (
       member.up && member.endpoint !== null &&
       silentMs > this.#o.timers.keepaliveMs + PROBE_GRACE_MS &&
@@ -696,6 +715,32 @@ export class Mesh {
         for (const p of packets) this.#o.send(p, c.endpoint);
       }
     }
+  }
+
+  /**
+   * Roaming detection on an up edge: data we sent that nothing answered for
+   * {@linkcode UNANSWERED_MS}, or silence beyond one keepalive interval, may mean our NAT
+   * mapping changed under us. Only a hub can tell: re-register with all of them now instead of
+   * at the next keepalive; a REGISTERED with a new observed endpoint re-punches every member, and
+   * the hub pushes our new endpoint to them.
+   */
+  #checkAnswered(member: Member, silentMs: number, now: number): void {
+    const stats = member.peer.stats;
+    const packets = stats.txPackets - member.txMarkPackets;
+    // A keepalive is 32 bytes on the wire; anything more is data that deserves an answer.
+    const dataSent = stats.txBytes - member.txMarkBytes > packets * 32;
+    if (dataSent && member.unansweredSinceMs === 0) member.unansweredSinceMs = now;
+    const unanswered = member.unansweredSinceMs > 0 &&
+      now - member.unansweredSinceMs > UNANSWERED_MS;
+    const silent = silentMs > this.#o.timers.keepaliveMs + UNANSWERED_MS;
+    if (!unanswered && !silent) return;
+    if (now - this.#lastSuspectMs < SUSPECT_REGISTER_MS) return;
+    this.#lastSuspectMs = now;
+    member.unansweredSinceMs = now;
+    hubLog.debug("edge to {name} unanswered; re-registering early to check our endpoint", {
+      name: member.name,
+    });
+    for (const hub of this.#hubs) hub.nextRegisterMs = Math.min(hub.nextRegisterMs, now);
   }
 
   #startPunching(member: Member, now: number): void {
@@ -780,6 +825,9 @@ export class Mesh {
       lastInitSentMs: 0,
       rttMs: -1,
       drops: {},
+      txMarkPackets: 0,
+      txMarkBytes: 0,
+      unansweredSinceMs: 0,
       peer,
     };
     peer.context = member;

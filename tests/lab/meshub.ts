@@ -90,6 +90,8 @@ export interface ClientOptions {
   hubs: string[];
   /** Extra TOML appended to the config (e.g. a `[testing]` section). */
   extraToml?: string;
+  /** Extra lines inside the `[node]` table (e.g. `user = "nobody"`). */
+  nodeToml?: string;
   /** Extra CLI arguments (e.g. `-v`). */
   extraArgs?: string[];
 }
@@ -111,6 +113,7 @@ export async function writeClientConfig(site: ClientSite, options: ClientOptions
     `name = "${site.name}"`,
     `state_file = "${options.dir}/${site.name}.key"`,
     "port = 0",
+    options.nodeToml ?? "",
     // Every lab client has its own control socket (they share one file system).
     "[control]",
     `socket = "${controlSocketPath(options.dir, site.name)}"`,
