@@ -106,6 +106,8 @@ Deno.test("parseClientConfig() reads every key of a full configuration", () => {
       ipv4: { address: bytes(100, 64, 0, 1), prefixLength: 24 },
     },
     log: { level: "debug", format: "json" },
+    control: { socket: "/run/meshub/mesh7.sock" },
+    metrics: { listen: null },
     peers: [
       {
         publicKey: PEER_KEY,
@@ -193,7 +195,7 @@ Deno.test("parseClientConfig() reports an unknown section", () => {
   );
   assert.equal(
     fullWith("[log]", "[whatever]"),
-    "client.toml:19: whatever: unknown section (known sections: encryption, hub, node, tun, log, peer, testing)",
+    "client.toml:19: whatever: unknown section (known sections: encryption, hub, node, tun, log, control, metrics, peer, testing)",
   );
 });
 
