@@ -20,6 +20,7 @@ import { InterfaceConfigError } from "../ffi/netcfg.ts";
 import { OsError } from "../ffi/libc.ts";
 import { openSslAead } from "../ffi/libcrypto.ts";
 import { formatPrefix } from "./mesh.ts";
+import { startCaMode } from "./ca.ts";
 import { ClientDiagnostics } from "./control.ts";
 import { dropPrivileges, resolveIdentity } from "./privileges.ts";
 
@@ -43,7 +44,7 @@ export interface RunClientOptions {
 export function vpnAddress(config: ClientConfig, publicKey: Uint8Array): Prefix {
   if (config.tun.ipv6) return config.tun.ipv6;
   return {
-    address: nodeAddress(ulaPrefix(config.psk), publicKey),
+    address: nodeAddress(ulaPrefix(config.psk!), publicKey),
     prefixLength: DERIVED_PREFIX_LEN,
   };
 }
@@ -54,8 +55,10 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   if (state.created) {
     clientLog.info("created a new node key in {path}", { path: config.node.stateFile });
   }
-  const ipv6 = vpnAddress(config, state.publicKey);
-  const ipv4 = config.tun.ipv4;
+  // CA mode: keys from the CA, addresses and name from this node's certificate (client/ca.ts).
+  const ca = config.ca ? await startCaMode(config, state.publicKey) : null;
+  const ipv6 = ca?.ipv6 ?? vpnAddress(config, state.publicKey);
+  const ipv4 = ca ? ca.ipv4 : config.tun.ipv4;
   // Resolved before anything is created, so a typo in node.user fails fast.
   const identity = config.node.user === undefined
     ? undefined
@@ -115,7 +118,8 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   // OpenSSL's ChaCha20-Poly1305 with reused contexts is ~5x the portable one (ffi/libcrypto.ts).
   const aead = openSslAead();
   const mesh = new Mesh({
-    psk: config.psk,
+    psk: ca?.wireGuardPsk ?? config.psk!,
+    ...(ca ? { networkSecret: ca.networkSecret, policy: ca.policy } : {}),
     privateKey: state.privateKey,
     name: config.node.name,
     ipv6: { address: ipv6.address, prefixLength: 128 },

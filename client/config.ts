@@ -179,8 +179,10 @@ export interface TestingConfig {
 export interface ClientConfig {
   /** Path of the file this configuration was read from, as given. */
   path: string;
-  /** Network pre-shared key, 32 bytes. */
-  psk: Uint8Array;
+  /** Network pre-shared key, 32 bytes; null only in CA mode without a PSK. */
+  psk: Uint8Array | null;
+  /** CA mode (`[ca]` and `node.certificate`), if configured. */
+  ca?: CaConfig;
   /** Hubs to register with, 0..{@linkcode MAX_HUBS}, in file order. */
   hubs: HostPort[];
   /** `[node]`. */
@@ -197,6 +199,18 @@ export interface ClientConfig {
   peers: StaticPeerConfig[];
   /** `[testing]`, defaults filled in. */
   testing: TestingConfig;
+}
+
+/** CA mode: `[ca]` and `node.certificate` (files are read when the client starts). */
+export interface CaConfig {
+  /** `ca.certificate`: path of the network CA's certificate (resolved). */
+  certificate: string;
+  /** `node.certificate`: path of this node's certificate (resolved). */
+  nodeCertificate: string;
+  /** `ca.revoked`: fingerprints (16 bytes each) of revoked certificates. */
+  revoked: Uint8Array[];
+  /** `ca.revocation_list`: path of a CA-signed revocation list (resolved), if any. */
+  revocationList?: string;
 }
 
 /** Options of {@linkcode ConfigError}. */
@@ -285,8 +299,9 @@ export function parseClientConfig(text: string, path: string): ClientConfig {
 /** Known keys of each section; `peer` is the only array of tables. */
 const SCHEMA: Record<string, readonly string[]> = {
   encryption: ["psk"],
+  ca: ["certificate", "revoked", "revocation_list"],
   hub: ["addresses"],
-  node: ["name", "state_file", "port", "user", "group"],
+  node: ["name", "state_file", "port", "user", "group", "certificate"],
   tun: ["interface", "mtu", "ipv6", "ipv4"],
   log: ["level", "format"],
   control: ["socket"],
@@ -349,6 +364,7 @@ class Checker {
     };
 
     const encryption = section("encryption");
+    const caTable = section("ca");
     const hub = section("hub");
     const node = section("node");
     const tun = section("tun");
@@ -361,7 +377,7 @@ class Checker {
 
     const config: ClientConfig = {
       path: this.#path,
-      psk: this.psk(encryption),
+      psk: this.psk(encryption, root.ca !== undefined),
       hubs: this.hubs(hub),
       node: this.node(node),
       tun: this.tun(tun),
@@ -374,6 +390,10 @@ class Checker {
       peers: [],
       testing: this.testing(testing),
     };
+    if (root.ca !== undefined) config.ca = this.ca(caTable, node);
+    else if (node.certificate !== undefined) {
+      this.fail(["node", "certificate"], "needs the [ca] section (ca.certificate)");
+    }
     config.control = this.control(control, config.tun.interface);
     const seen = new Map<string, number>();
     peers.forEach((p, i) => {
@@ -405,10 +425,13 @@ class Checker {
     }
   }
 
-  psk(table: Table): Uint8Array {
+  psk(table: Table, optional = false): Uint8Array | null {
     const key = ["encryption", "psk"];
     const text = this.string(key, table.psk);
-    if (text === undefined) this.fail(key, "required (generate one with `meshub genkey`)");
+    if (text === undefined && optional) return null;
+    if (text === undefined) {
+      this.fail(key, "required (generate one with `meshub genkey`)");
+    }
     // Never echo the value: it is the network's secret.
     const bytes = decodeBase64Url(text) ?? decodeBase64(text);
     if (bytes === null) {
@@ -418,6 +441,36 @@ class Checker {
       this.fail(key, `must be ${KEY_LEN} bytes, got ${bytes.length} bytes`);
     }
     return bytes;
+  }
+
+  ca(table: Table, node: Table): CaConfig {
+    const path = (key: Segment[], value: unknown, example: string): string => {
+      const text = this.string(key, value);
+      if (text === undefined) this.fail(key, `required in CA mode (e.g. "${example}")`);
+      if (text === "") this.fail(key, "must not be empty");
+      return isAbsolute(text) ? text : join(dirname(this.#path), text);
+    };
+    const ca: CaConfig = {
+      certificate: path(["ca", "certificate"], table.certificate, "/etc/meshub/ca.crt"),
+      nodeCertificate: path(["node", "certificate"], node.certificate, "/etc/meshub/node.crt"),
+      revoked: (this.stringArray(["ca", "revoked"], table.revoked) ?? []).map((text, i) => {
+        const clean = text.replaceAll(":", "");
+        if (!/^[0-9a-fA-F]{32}$/.test(clean)) {
+          this.fail(
+            ["ca", "revoked", i],
+            `must be a certificate fingerprint of 32 hex digits (meshub cert show), got ${
+              quote(text)
+            }`,
+            text,
+          );
+        }
+        return Uint8Array.from(clean.match(/../g)!, (h) => parseInt(h, 16));
+      }),
+    };
+    if (table.revocation_list !== undefined) {
+      ca.revocationList = path(["ca", "revocation_list"], table.revocation_list, "/etc/meshub/crl");
+    }
+    return ca;
   }
 
   hubs(table: Table): HostPort[] {

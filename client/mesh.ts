@@ -23,7 +23,15 @@
 import { WgDevice, type WgPeer, type WgReceiveResult } from "../protocol/wireguard/mod.ts";
 import type { AeadProvider } from "../protocol/wireguard/aead.ts";
 import { deriveNetworkKeys, type NetworkKeys, nodeIdFromKey } from "../protocol/keys.ts";
-import { type Advert, nextAdvertTimestamp, openAdvert, sealAdvert } from "../protocol/advert.ts";
+import {
+  type Advert,
+  ADVERT_PLAINTEXT_MAX_LEN,
+  encodeAdvert,
+  nextAdvertTimestamp,
+  openAdvert,
+  sealAdvert,
+} from "../protocol/advert.ts";
+import { type MemberPolicy, PSK_POLICY } from "./member_policy.ts";
 import {
   decodeHubMessage,
   encodeHubMessage,
@@ -62,6 +70,8 @@ export const HUB_RETRY_MS = 2_000;
 const PROBE_GRACE_MS = 5_000;
 /** Interval between probes of a quiet edge (WireGuard's REKEY_TIMEOUT). */
 const PROBE_INTERVAL_MS = 5_000;
+/** How often members are re-checked by the policy (certificate expiry, revocation). */
+const RECHECK_INTERVAL_MS = 1_000;
 /** Most local addresses put in an advert (the advert format's limit). */
 const MAX_LOCAL_CANDIDATES = 8;
 /** ICMP errors written to the TUN: at most this many a second (RFC 4443 §2.4 (f))... */
@@ -105,8 +115,12 @@ export interface StaticPeer {
 
 /** Everything the mesh needs to know and to reach the outside world. */
 export interface MeshOptions {
-  /** Network PSK (32 bytes): WireGuard preshared key and root of the advert keys. */
+  /** Network PSK (32 bytes): WireGuard preshared key; root of the advert keys by default. */
   psk: Uint8Array;
+  /** Root of the network keys (`keys.ts`) when it is not `psk` (CA mode: see `ca.ts`). */
+  networkSecret?: Uint8Array;
+  /** Who may be a member and with which addresses. Default {@linkcode PSK_POLICY}. */
+  policy?: MemberPolicy;
   /** This node's static X25519 private key. */
   privateKey: Uint8Array;
   /** This node's name (in its advert). */
@@ -154,6 +168,7 @@ export type MeshEvent =
   | { kind: "edge-up"; name: string; endpoint: string; path: string; afterMs: number }
   | { kind: "edge-moved"; name: string; endpoint: string; path: string }
   | { kind: "edge-down"; name: string }
+  | { kind: "member-removed"; name: string; reason: string }
   | { kind: "pong"; name: string; seq: number; rttMs: number; endpoint: string; path: string };
 
 type CandidateSource = "hub" | "local" | "static";
@@ -211,6 +226,8 @@ interface Member {
   txMarkBytes: number;
   /** When we first noticed data sent since the last authenticated packet; 0 = none. */
   unansweredSinceMs: number;
+  /** The policy's periodic check (CA mode: expiry, revocation); null for static peers. */
+  recheck: (() => string | null) | null;
   peer: WgPeer;
 }
 
@@ -237,6 +254,9 @@ export class Mesh {
   readonly #o: MeshOptions;
   readonly #device: WgDevice;
   readonly #keys: NetworkKeys;
+  readonly #policy: MemberPolicy;
+  #policyGeneration = -1;
+  #nextRecheckMs = 0;
   readonly #networkId: Uint8Array;
   readonly #nodeId: Uint8Array;
   readonly #routes = new RouteTable<Member>();
@@ -269,7 +289,8 @@ export class Mesh {
       },
       ...(options.aead ? { aead: options.aead } : {}),
     });
-    this.#keys = deriveNetworkKeys(options.psk);
+    this.#keys = deriveNetworkKeys(options.networkSecret ?? options.psk);
+    this.#policy = options.policy ?? PSK_POLICY;
     this.#networkId = this.#keys.networkId;
     this.#nodeId = nodeIdFromKey(this.#keys.nodeIdKey, this.#device.publicKey);
     this.#hubs = options.hubs.map((endpoint) => ({
@@ -352,6 +373,7 @@ export class Mesh {
   tick(): void {
     const now = this.#o.now();
     this.#refreshAdvert(now);
+    if (now >= this.#nextRecheckMs) this.#recheckMembers(now);
     for (const hub of this.#hubs) this.#tickHub(hub, now);
     for (const member of this.#members.values()) this.#tickMember(member, now);
   }
@@ -828,6 +850,7 @@ export class Mesh {
       txMarkPackets: 0,
       txMarkBytes: 0,
       unansweredSinceMs: 0,
+      recheck: null,
       peer,
     };
     peer.context = member;
@@ -856,12 +879,17 @@ export class Mesh {
   #refreshAdvert(now: number): void {
     const local = this.#o.localAddresses().slice(0, MAX_LOCAL_CANDIDATES);
     const localKey = local.join(",");
-    if (this.#advert !== null && localKey === this.#advertLocal) return;
+    const generation = this.#policy.generation;
+    if (
+      this.#advert !== null && localKey === this.#advertLocal &&
+      generation === this.#policyGeneration
+    ) return;
     this.#advertLocal = localKey;
+    this.#policyGeneration = generation;
     // Monotonic even if the wall clock steps back, so members never mistake it for a replay.
     this.#advertTimestamp = nextAdvertTimestamp(Date.now(), this.#advertTimestamp);
     const { ipv6, ipv4 } = this.#o;
-    const advert: Advert = {
+    let advert: Advert = {
       timestampMs: this.#advertTimestamp,
       publicKey: this.#device.publicKey,
       name: this.#o.name,
@@ -870,6 +898,8 @@ export class Mesh {
       udpPort: this.#o.port,
       localEndpoints: local.map((hostname) => ({ hostname, port: this.#o.port })),
     };
+    const spare = ADVERT_PLAINTEXT_MAX_LEN - encodeAdvert(advert).length;
+    advert = { ...advert, extensions: this.#policy.advertExtensions(spare) };
     this.#advert = sealAdvert(this.#keys, this.#networkId, advert);
     // A changed advert goes out at once so members learn our new candidates.
     for (const hub of this.#hubs) hub.nextRegisterMs = now;
@@ -1009,23 +1039,30 @@ export class Mesh {
       this.#drop("advert-replayed");
       return;
     }
-    const addresses: Prefix[] = [{ address: advert.ipv6.address, prefixLength: 128 }];
-    if (advert.ipv4) addresses.push({ address: advert.ipv4.address, prefixLength: 32 });
+    // The policy decides who the sender is (PSK mode: what it says; CA mode: its certificate).
+    // A refused advert changes nothing, not even for a known member: it may be a forgery.
+    const verdict = this.#policy.verify(advert);
+    if (!verdict.ok) {
+      this.#drop(`member-${verdict.reason}`);
+      return;
+    }
+    const addresses = verdict.addresses;
     let changed = false;
     if (member === undefined) {
-      member = this.#addMember(idHex, advert.name, advert.publicKey, addresses, now);
+      member = this.#addMember(idHex, verdict.name, advert.publicKey, addresses, now);
       const event = {
         kind: "member" as const,
-        name: advert.name,
+        name: verdict.name,
         address: formatIPv6(advert.ipv6.address),
       };
       punchLog.info("member {name} ({address}) discovered, punching", event);
       this.#o.onEvent?.(event);
       changed = true;
     } else if (advert.timestampMs > member.advertTimestamp) {
-      member.name = advert.name;
+      member.name = verdict.name;
       this.#setRoutes(member, addresses);
     }
+    member.recheck = verdict.recheck ?? null;
     member.advertTimestamp = advert.timestampMs;
     member.localEndpoints = advert.localEndpoints.slice(0, MAX_LOCAL_CANDIDATES);
     // One observed endpoint per hub: a hub (honest after a NAT change, or hostile) can replace
@@ -1040,6 +1077,19 @@ export class Mesh {
       member.movedTargets = added.filter((e) => endpointKey(e) !== member.endpointKey);
       member.punchUntilMs = now + PUNCH_DURATION_MS;
       this.#punchMoved(member, now);
+    }
+  }
+
+  /** Drops members the policy no longer accepts (CA mode: expired or revoked), once a second. */
+  #recheckMembers(now: number): void {
+    this.#nextRecheckMs = now + RECHECK_INTERVAL_MS;
+    for (const member of [...this.#members.values()]) {
+      const reason = member.recheck?.() ?? null;
+      if (reason === null) continue;
+      const event = { kind: "member-removed" as const, name: member.name, reason };
+      edgeLog.warn("member {name} dropped: {reason}", event);
+      this.#removeMember(member);
+      this.#o.onEvent?.(event);
     }
   }
 

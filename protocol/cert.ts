@@ -24,9 +24,9 @@
  * ```
  *
  * A node certificate certifies each address as one host (/128, /32); the prefix length is the
- * VPN prefix the node routes into its TUN (e.g. `/48`). A certificate is 58 + 1 + name + 1 +
- * addresses + 1 + groups + 64 bytes: 154 bytes for a 5-character name with one IPv6 and one
- * IPv4 address and no groups; at most {@linkcode CERT_MAX_LEN}.
+ * VPN prefix the node routes into its TUN (e.g. `/48`). A certificate is 61 + 1 + name + 1 +
+ * addresses + 1 + groups + 64 bytes: 157 bytes for a 5-character name with one IPv6 and one
+ * IPv4 address and no groups; at most {@linkcode CERT_MAX_LEN} (599).
  *
  * The **fingerprint** of a certificate is `SHA-256(certificate bytes)[0..16]`, shown as 32 hex
  * digits.

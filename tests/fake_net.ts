@@ -564,6 +564,8 @@ export interface AddMemberOptions {
   privateKey?: Uint8Array;
   /** UDP port. Default 51820. */
   port?: number;
+  /** VPN IPv6 address (16 bytes). Default: the PSK network's ULA prefix + key-derived id. */
+  address?: Uint8Array;
   /** Extra `MeshOptions` fields (static peers, ipv4, ...). */
   extra?: Partial<MeshOptions>;
 }
@@ -576,7 +578,7 @@ export interface AddMemberOptions {
  */
 export function addMember(net: FakeNet, o: AddMemberOptions): FakeMember {
   const privateKey = o.privateKey ?? net.rng.bytes(32);
-  const address = nodeAddress(ulaPrefix(o.psk), publicKeyOf(privateKey));
+  const address = o.address ?? nodeAddress(ulaPrefix(o.psk), publicKeyOf(privateKey));
   const ipv6: Prefix = { address, prefixLength: 128 };
   const port = o.port ?? 51820;
   const tun = new FakeTun();
