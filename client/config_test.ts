@@ -195,7 +195,7 @@ Deno.test("parseClientConfig() reports an unknown section", () => {
   );
   assert.equal(
     fullWith("[log]", "[whatever]"),
-    "client.toml:19: whatever: unknown section (known sections: encryption, hub, node, tun, log, control, metrics, peer, testing)",
+    "client.toml:19: whatever: unknown section (known sections: encryption, ca, hub, node, tun, log, control, metrics, peer, testing)",
   );
 });
 
