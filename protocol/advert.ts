@@ -23,8 +23,9 @@
  * Nothing is ignored silently: every byte up to the end must parse. The TLV area is the room for
  * future fields. TLV types `0x00..0x7f` are optional: a decoder that does not know one returns it
  * in {@linkcode Advert.extensions}. Types `0x80..0xff` are critical: a decoder that does not know
- * one rejects the advert. No types are defined yet. The plaintext is at most 984 bytes, so the
- * sealed advert fits the 1024-byte limit of hub messages.
+ * one rejects the advert. Defined types (CA mode, `client/ca.ts`): `0x01` certificate fragment,
+ * `0x02` revocation-list fragment (each the concatenation of its TLVs' values, in order). The
+ * plaintext is at most 984 bytes, so the sealed advert fits the 1024-byte limit of hub messages.
  *
  * ## Sealing
  *
