@@ -489,6 +489,11 @@ export async function startCaMode(
       );
     }
   }
+  caLog.info("CA mode: certified as {name} ({fingerprint}), valid until {until}", {
+    name: own.name,
+    fingerprint: toHex(fingerprintOf(own)),
+    until: formatTime(own.notAfter),
+  });
   return { ...mode, ipv6, ipv4 };
 }
 
