@@ -46,6 +46,7 @@ import { type Prefix, RouteTable } from "./route_table.ts";
 import type { UdpEndpoint } from "./udp.ts";
 import { log } from "../util/log.ts";
 import { encodeBase64 } from "../util/base64.ts";
+import { classifyNat, type NatKind } from "./nat_kind.ts";
 import {
   buildEchoRequest6,
   buildTooBig,
@@ -82,7 +83,7 @@ const ICMP_BURST = 10;
 const MAX_PENDING_PROBES = 64;
 /**
  * Roaming detection: data sent on an edge with nothing authenticated back for this long, or an
- * edge silent for a keepalive interval plus this, makes us re-register with every hub at once
+ * edge silent for two keepalive intervals plus this, makes us re-register with every hub at once
  * (our NAT may have given us a new public endpoint that only a hub can tell us about).
  */
 export const UNANSWERED_MS = 1_500;
@@ -269,6 +270,8 @@ export class Mesh {
   #advertTimestamp = 0;
   /** When an unanswered edge last made us re-register early. */
   #lastSuspectMs = Number.NEGATIVE_INFINITY;
+  /** Our NAT kind as last logged. */
+  #natKind: NatKind = "unknown";
   /** Dropped packets by reason. */
   readonly drops: DropCounters = {};
   readonly #icmpBucket = new TokenBucket(ICMP_RATE_PER_S, ICMP_BURST);
@@ -403,6 +406,7 @@ export class Mesh {
       addresses: [this.#o.ipv6, ...(this.#o.ipv4 ? [this.#o.ipv4] : [])].map(formatPrefix),
       port: this.#o.port,
       publicKey: this.#device.publicKey,
+      natKind: this.#selfNatKind(),
       hubs: this.#hubs.map((h) => ({
         endpoint: formatEndpoint(h.endpoint),
         registered: h.registered,
@@ -447,6 +451,10 @@ export class Mesh {
         txBytes: m.peer.stats.txBytes,
         rxBytes: m.peer.stats.rxBytes,
         handshakes: m.peer.stats.handshakesCompleted,
+        natKind: classifyNat(
+          [...m.hubObserved.values()],
+          m.localEndpoints.map((e) => e.hostname),
+        ),
       })),
       drops: { ...this.drops, ...prefixed("wg-", this.#device.drops) },
     };
@@ -741,11 +749,19 @@ export class Mesh {
 
   /**
    * Roaming detection on an up edge: data we sent that nothing answered for
-   * {@linkcode UNANSWERED_MS}, or silence beyond one keepalive interval, may mean our NAT
+   * {@linkcode UNANSWERED_MS}, or silence beyond two keepalive intervals, may mean our NAT
    * mapping changed under us. Only a hub can tell: re-register with all of them now instead of
    * at the next keepalive; a REGISTERED with a new observed endpoint re-punches every member, and
    * the hub pushes our new endpoint to them.
    */
+  /** What kind of NAT we seem to be behind, from what the hubs observed (`nat_kind.ts`). */
+  #selfNatKind(): NatKind {
+    return classifyNat(
+      this.#hubs.filter((h) => h.observed !== "").map((h) => parseFormatted(h.observed)),
+      this.#advertLocal.split(","),
+    );
+  }
+
   #checkAnswered(member: Member, silentMs: number, now: number): void {
     const stats = member.peer.stats;
     const packets = stats.txPackets - member.txMarkPackets;
@@ -754,7 +770,9 @@ export class Mesh {
     if (dataSent && member.unansweredSinceMs === 0) member.unansweredSinceMs = now;
     const unanswered = member.unansweredSinceMs > 0 &&
       now - member.unansweredSinceMs > UNANSWERED_MS;
-    const silent = silentMs > this.#o.timers.keepaliveMs + UNANSWERED_MS;
+    // Both ends send a keepalive at least every interval, but only counting from their own last
+    // send: allow two intervals of silence before suspecting anything.
+    const silent = silentMs > 2 * this.#o.timers.keepaliveMs + UNANSWERED_MS;
     if (!unanswered && !silent) return;
     if (now - this.#lastSuspectMs < SUSPECT_REGISTER_MS) return;
     this.#lastSuspectMs = now;
@@ -1001,6 +1019,14 @@ export class Mesh {
         }
         hub.registered = true;
         hub.observed = observed;
+        const natKind = this.#selfNatKind();
+        if (natKind !== this.#natKind) {
+          this.#natKind = natKind;
+          hubLog.info("our NAT seems {natKind} (from {count} hub observations)", {
+            natKind,
+            count: this.#hubs.filter((h) => h.observed !== "").length,
+          });
+        }
         hub.askedKeepaliveMs = msg.keepaliveS * 1000;
         return;
       }
@@ -1145,6 +1171,12 @@ export interface MeshStatus {
   port: number;
   /** This node's public key. */
   publicKey: Uint8Array;
+  /**
+   * What kind of NAT this node seems to be behind, from the endpoints the hubs observed
+   * (`client/nat_kind.ts`): `none`, `endpoint-independent`, `symmetric`, `nat` (one hub only:
+   * mapping unknown) or `unknown` (no hub yet).
+   */
+  natKind: NatKind;
   /** One entry per configured hub. */
   hubs: {
     endpoint: string;
@@ -1177,6 +1209,8 @@ export interface MeshStatus {
     txBytes: number;
     rxBytes: number;
     handshakes: number;
+    /** What kind of NAT the member seems to be behind (as for the node itself, from its hubs). */
+    natKind: NatKind;
   }[];
   /** Drop counters by reason. */
   drops: Record<string, number>;
@@ -1212,6 +1246,15 @@ function rebuildCandidates(member: Member): UdpEndpoint[] {
   for (const [key, c] of next) if (!member.candidates.has(key)) added.push(c.endpoint);
   member.candidates = next;
   return added;
+}
+
+/** The endpoint of `formatEndpoint`'s `host:port` / `[v6]:port`. */
+function parseFormatted(text: string): { hostname: string; port: number } {
+  const colon = text.lastIndexOf(":");
+  return {
+    hostname: text.slice(0, colon).replace(/^\[|\]$/g, ""),
+    port: Number(text.slice(colon + 1)),
+  };
 }
 
 function countDrop(drops: DropCounters, reason: string): void {

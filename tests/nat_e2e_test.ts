@@ -1,13 +1,21 @@
 /**
  * End-to-end NAT behaviour in network namespaces: two members behind one NAT that does not
- * hairpin meet over their LAN addresses.
+ * hairpin meet over their LAN addresses; the matrix of NAT kinds (tests/lab/nat.ts) and which
+ * pairs connect; natKind from two hubs; a NAT that forgets idle mappings after 30 s.
  */
 import assert from "node:assert/strict";
 import { Lab } from "./lab/netns.ts";
 import { labSkipReason } from "./lab/packages.ts";
-import { natLan } from "./lab/nat.ts";
-import { addPublicClient, type DemoTopology } from "./lab/topology.ts";
-import { newPsk, pingPairs, startClient, startHub, waitForEdges } from "./lab/meshub.ts";
+import { type NatKind, natLan } from "./lab/nat.ts";
+import { addPublicClient, type ClientSite, type DemoTopology } from "./lab/topology.ts";
+import {
+  type ClientNode,
+  newPsk,
+  pingPairs,
+  startClient,
+  startHub,
+  waitForEdges,
+} from "./lab/meshub.ts";
 
 const skip = labSkipReason(["ip", "iptables", "ping"], "NAT e2e") !== null;
 
@@ -63,6 +71,136 @@ Deno.test({
     }
     const failed = (await pingPairs(lab, nodes, nodes)).filter((p) => p.result.received !== 3);
     assert.deepEqual(failed.map((p) => `${p.from.name}→${p.to.name}`), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+/** Members of the NAT matrix: one behind each kind of NAT, and one without NAT. */
+const MATRIX: { name: string; kind: NatKind | "public" }[] = [
+  { name: "pub", kind: "public" },
+  { name: "eim", kind: "masquerade" },
+  { name: "prc", kind: "port-restricted" },
+  { name: "sym", kind: "symmetric" },
+  { name: "fgt", kind: "forgetful" },
+];
+
+Deno.test({
+  name: "nat: matrix of NAT kinds (which pairs connect), natKind from two hubs, idle mappings",
+  ignore: skip,
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async (t) => {
+  await using lab = new Lab();
+  const dir = await Deno.makeTempDir({ prefix: "meshub-natm-" });
+  try {
+    const topo = await internetWithHub(lab);
+    // Two hubs (two processes, two ports): each member's NAT mapping is seen twice.
+    await startHub(lab, topo.hub.ns, { addresses: [topo.hub.address], port: 3731 });
+    await startHub(lab, topo.hub.ns, { addresses: [topo.hub.address], port: 3732 });
+    const sites: ClientSite[] = [];
+    for (const [i, m] of MATRIX.entries()) {
+      if (m.kind === "public") sites.push(await addPublicClient(lab, topo, m.name, 11));
+      else {
+        const [site] = await natLan(lab, {
+          name: `r${i + 2}`,
+          internet: topo.internet,
+          wanAddress: `198.18.0.${i + 2}/24`,
+          lanBase: `198.19.${i + 2}`,
+          clients: [m.name],
+          kind: m.kind,
+        });
+        sites.push(site!);
+      }
+    }
+    const options = {
+      dir,
+      psk: newPsk(),
+      hubs: [`${topo.hub.address}:3731`, `${topo.hub.address}:3732`],
+      extraArgs: ["-v"],
+    };
+    const nodes: ClientNode[] = [];
+    for (const site of sites) nodes.push(await startClient(lab, site, options));
+
+    const connected = new Set<string>();
+    await t.step("which pairs connect (20 s of punching)", async () => {
+      await Promise.all(nodes.map(async (n) => {
+        await Promise.all(
+          nodes.filter((m) => m !== n).map(async (m) => {
+            try {
+              await waitForEdges(n, [m.name], { timeoutMs: 22_000 });
+              connected.add(`${n.name}-${m.name}`);
+            } catch {
+              // Not connected: reported in the matrix.
+            }
+          }),
+        );
+      }));
+      const rows = nodes.map((a) =>
+        `${a.name.padEnd(4)} ${
+          nodes.map((b) =>
+            a === b ? " -- " : connected.has(`${a.name}-${b.name}`) ? " ok " : " no "
+          ).join("")
+        }`
+      );
+      console.log(
+        `NAT matrix (edge up as seen from the row):\n     ${
+          nodes.map((n) => n.name.padEnd(4)).join("")
+        }\n${rows.join("\n")}`,
+      );
+      const ok = (a: string, b: string) => connected.has(`${a}-${b}`) && connected.has(`${b}-${a}`);
+      // Stable on Linux 6.x conntrack: members behind port-restricted NATs (input drop)
+      // connect with each other and with the public member. A plain MASQUERADE without the
+      // input drop is racy with them (when the peer's punch arrives first it is delivered
+      // locally, and its confirmed conntrack entry makes the NAT remap the member's own packet:
+      // a tuple clash); a symmetric NAT only reaches the public member (no port prediction or
+      // spray yet). Those pairs are reported, not asserted.
+      const expected = [
+        ["pub", "eim"],
+        ["pub", "prc"],
+        ["pub", "sym"],
+        ["pub", "fgt"],
+        ["prc", "fgt"],
+      ];
+      for (const [a, b] of expected) assert.ok(ok(a!, b!), `${a}-${b} should connect`);
+    });
+
+    await t.step("connected pairs ping", async () => {
+      const pairs = (await pingPairs(lab, nodes, nodes))
+        .filter((p) => connected.has(`${p.from.name}-${p.to.name}`))
+        .filter((p) => p.result.received === 0);
+      assert.deepEqual(pairs.map((p) => `${p.from.name}→${p.to.name}`), []);
+    });
+
+    await t.step("each member's natKind, from the two hubs' observations", async () => {
+      const expected: Record<string, string> = {
+        pub: "none",
+        eim: "endpoint-independent",
+        prc: "endpoint-independent",
+        sym: "symmetric",
+        fgt: "endpoint-independent",
+      };
+      for (const n of nodes) {
+        // Logged when it changes: with one hub's observation a NAT is just "nat"; the verdict
+        // comes with the second ("none" already with the first).
+        const { match } = await n.proc.waitForLine(
+          new RegExp(`our NAT seems (${expected[n.name]}) \\(from (\\d) hub observations\\)`),
+          { timeoutMs: 10_000 },
+        );
+        console.log(`natKind ${n.name}: ${match[1]} (${match[2]} observations)`);
+      }
+    });
+
+    await t.step(
+      "the forgetful NAT (30 s UDP timeout) keeps its edges over 35 s idle",
+      async () => {
+        await new Promise((r) => setTimeout(r, 35_000));
+        const f = nodes.find((n) => n.name === "fgt")!;
+        const others = nodes.filter((n) => n !== f && connected.has(`fgt-${n.name}`));
+        const failed = (await pingPairs(lab, [f], others)).filter((p) => p.result.received === 0);
+        assert.deepEqual(failed.map((p) => `${p.from.name}→${p.to.name}`), []);
+      },
+    );
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
