@@ -49,8 +49,10 @@ export interface DatapathOptions {
   tunnels: readonly TunnelName[];
   /** Progress output. */
   say: (line: string) => void;
-  /** Extra arguments for meshub client `a`'s `deno run` (e.g. `--cpu-prof`), profiling only. */
+  /** Extra arguments for meshub client `a`'s `deno run` (e.g. `--v8-flags=--perf-basic-prof`). */
   profileArgs?: string[];
+  /** Record `perf record -g` of meshub client `a` during each IPv4 TCP run into this directory. */
+  profileDir?: string;
 }
 
 /** One run's figures for one tunnel. */
@@ -475,7 +477,23 @@ async function measure(
   // Idle tunnel first: ping, then the TCP runs, then the UDP flood.
   const ping = await lab.ping(h.a, t.v4, { count: o.pings, intervalS: 0.01, timeoutS: 2 });
   const cpu = { s: NaN };
+  let perf: Deno.ChildProcess | undefined;
+  if (o.profileDir && t.name === "meshub") {
+    await Deno.mkdir(o.profileDir, { recursive: true });
+    perf = new Deno.Command("perf", {
+      args: ["record", "-F", "499", "-g", "-p", String(t.pids[0]), "-o"]
+        .concat([`${o.profileDir}/perf-${Date.now()}.data`]),
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  }
   const tcp4 = await iperf(t.v4, false, cpu);
+  if (perf) {
+    perf.kill("SIGINT");
+    const timer = setTimeout(() => perf.kill("SIGKILL"), 20_000);
+    await perf.status.finally(() => clearTimeout(timer));
+  }
   const rss = t.pids.length > 0 ? t.pids.reduce((s, p) => s + rssBytes(p), 0) / t.pids.length : NaN;
   const tcp6 = t.v6 ? await iperf(t.v6, false) : undefined;
   const udp = await iperf(t.v4, true);

@@ -11,7 +11,8 @@
  * Scenarios: `datapath` (veth and NAT: iperf3 TCP/UDP, ping, CPU, RSS), `formation` (N clients,
  * half behind NATs, one hub), `hub` (one hub, simulated members), `client` (one client, simulated
  * static WireGuard peers). `--quick` is a smoke test of the harness (a few seconds per scenario).
- * `--profile DIR` runs meshub client `a` of the veth data path under `--cpu-prof` into DIR.
+ * `--profile DIR`: `perf record -g` of meshub client `a` (V8 `--perf-basic-prof`) during each veth
+ * IPv4 TCP run, into DIR/perf-<run>.data (`perf report -i ...`).
  *
  * @module
  */
@@ -342,7 +343,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
           tunnels,
           say,
           ...(s.profileDir && scenario === "veth"
-            ? { profileArgs: ["--cpu-prof", `--cpu-prof-dir=${s.profileDir}`] }
+            ? { profileArgs: ["--v8-flags=--perf-basic-prof"], profileDir: s.profileDir }
             : {}),
         }).catch((e) => ({ scenario, tunnels: [], error: String(e?.stack ?? e) }));
         dp.push(r as ScenarioResult);
