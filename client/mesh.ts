@@ -48,6 +48,16 @@ import { log } from "../util/log.ts";
 import { encodeBase64 } from "../util/base64.ts";
 import { classifyNat, type NatKind } from "./nat_kind.ts";
 import {
+  classifyAllocation,
+  decodeNatInfo,
+  encodeNatInfo,
+  type NatInfo,
+  planSpray,
+  type PortAllocation,
+  Spray,
+  SPRAY_REPEAT_MS,
+} from "./port_prediction.ts";
+import {
   buildEchoRequest6,
   buildTooBig,
   buildUnreachable,
@@ -229,6 +239,10 @@ interface Member {
   unansweredSinceMs: number;
   /** The policy's periodic check (CA mode: expiry, revocation); null for static peers. */
   recheck: (() => string | null) | null;
+  /** The member's own view of its NAT, from its advert (null: an older member, or none yet). */
+  natInfo: NatInfo | null;
+  /** The port spray toward it, if its NAT is symmetric and ours is not (`port_prediction.ts`). */
+  spray: Spray | null;
   peer: WgPeer;
 }
 
@@ -267,6 +281,8 @@ export class Mesh {
   readonly #hubs: HubState[];
   #advert: Uint8Array | null = null;
   #advertLocal = "";
+  /** Our NAT view as last put in the advert (`kind/allocation`). */
+  #advertNat = "";
   #advertTimestamp = 0;
   /** When an unanswered edge last made us re-register early. */
   #lastSuspectMs = Number.NEGATIVE_INFINITY;
@@ -451,10 +467,14 @@ export class Mesh {
         txBytes: m.peer.stats.txBytes,
         rxBytes: m.peer.stats.rxBytes,
         handshakes: m.peer.stats.handshakesCompleted,
-        natKind: classifyNat(
-          [...m.hubObserved.values()],
-          m.localEndpoints.map((e) => e.hostname),
-        ),
+        natKind: this.#memberNat(m).kind,
+        portAllocation: this.#memberNat(m).allocation,
+        spray: m.spray === null ? null : {
+          mode: m.spray.plan.mode,
+          host: m.spray.plan.hostname,
+          ports: m.spray.plan.ports.length,
+          sent: m.spray.sent,
+        },
       })),
       drops: { ...this.drops, ...prefixed("wg-", this.#device.drops) },
     };
@@ -680,6 +700,13 @@ export class Mesh {
         afterMs: Math.round(now - member.firstSeenMs),
       };
       edgeLog.info("edge up: {name} via {endpoint} ({path}), {afterMs} ms after discovery", event);
+      if (member.spray?.covers(from.hostname, from.port)) {
+        punchLog.info("edge to {name} came through the port spray ({mode}): port {port}", {
+          name: member.name,
+          mode: member.spray.plan.mode,
+          port: from.port,
+        });
+      }
       this.#o.onEvent?.(event);
     }
   }
@@ -730,6 +757,7 @@ export class Mesh {
     if (member.punchUntilMs > now && !member.up) {
       // While punching, our own once-a-second initiations replace WireGuard's slower retries.
       if (now >= member.nextPunchMs) this.#punch(member, now);
+      this.#spray(member, now);
       return;
     }
     if (member.movedTargets.length > 0 && member.punchUntilMs > now && now >= member.nextPunchMs) {
@@ -760,6 +788,67 @@ export class Mesh {
       this.#hubs.filter((h) => h.observed !== "").map((h) => parseFormatted(h.observed)),
       this.#advertLocal.split(","),
     );
+  }
+
+  /** Our NAT kind and, when symmetric, how it allocates ports (for our advert). */
+  #selfNatInfo(local: string[]): NatInfo {
+    const observed = this.#hubs.filter((h) => h.observed !== "").map((h) =>
+      parseFormatted(h.observed)
+    );
+    const kind = classifyNat(observed, local);
+    const v4 = observed.filter((o) => !o.hostname.includes(":")).map((o) => o.port);
+    return { kind, allocation: kind === "symmetric" ? classifyAllocation(v4) : "unknown" };
+  }
+
+  /** What we know about a member's NAT: its advert's word, else the hubs' observations of it. */
+  #memberNat(member: Member): NatInfo {
+    const own = member.natInfo ?? { kind: "unknown", allocation: "unknown" };
+    const seen = classifyNat(
+      [...member.hubObserved.values()],
+      member.localEndpoints.map((e) => e.hostname),
+    );
+    // Its own view covers all its hubs; ours only the hubs we share. Take the more telling one.
+    const vague = (k: NatKind) => k === "unknown" || k === "nat";
+    if (vague(own.kind) && (!vague(seen) || own.kind === "unknown")) {
+      return { kind: seen, allocation: "unknown" };
+    }
+    return own;
+  }
+
+  /**
+   * While punching a member behind a symmetric NAT from behind a NAT that is not: sends the due
+   * part of a paced PUNCH spray to the ports its NAT may have picked toward us
+   * (`port_prediction.ts`). Bounded: one plan of at most SPRAY_BUDGET ports, repeated at most
+   * every SPRAY_REPEAT_MS (our NAT forgets unanswered mappings after about that long).
+   */
+  #spray(member: Member, now: number): void {
+    let spray = member.spray;
+    if (spray === null || (spray.done && now - spray.startMs >= SPRAY_REPEAT_MS)) {
+      const nat = this.#memberNat(member);
+      const plan = planSpray(this.#selfNatKind(), {
+        ...nat,
+        observed: [...member.hubObserved.values()],
+      });
+      if (plan === null) return;
+      spray = member.spray = new Spray(plan, now);
+      punchLog.info(
+        "{name} is behind a symmetric NAT: spraying {count} ports of {host} ({mode}, " +
+          "{first}..{last})",
+        {
+          name: member.name,
+          count: plan.ports.length,
+          host: plan.hostname,
+          mode: plan.mode,
+          first: Math.min(...plan.ports),
+          last: Math.max(...plan.ports),
+        },
+      );
+    }
+    if (spray.done) return;
+    const ports = spray.due(now);
+    if (ports.length === 0) return;
+    const punch = encodePunch();
+    for (const port of ports) this.#o.send(punch, { hostname: spray.plan.hostname, port });
   }
 
   #checkAnswered(member: Member, silentMs: number, now: number): void {
@@ -869,6 +958,8 @@ export class Mesh {
       txMarkBytes: 0,
       unansweredSinceMs: 0,
       recheck: null,
+      natInfo: null,
+      spray: null,
       peer,
     };
     peer.context = member;
@@ -898,11 +989,14 @@ export class Mesh {
     const local = this.#o.localAddresses().slice(0, MAX_LOCAL_CANDIDATES);
     const localKey = local.join(",");
     const generation = this.#policy.generation;
+    const natInfo = this.#selfNatInfo(local);
+    const natKey = `${natInfo.kind}/${natInfo.allocation}`;
     if (
       this.#advert !== null && localKey === this.#advertLocal &&
-      generation === this.#policyGeneration
+      generation === this.#policyGeneration && natKey === this.#advertNat
     ) return;
     this.#advertLocal = localKey;
+    this.#advertNat = natKey;
     this.#policyGeneration = generation;
     // Monotonic even if the wall clock steps back, so members never mistake it for a replay.
     this.#advertTimestamp = nextAdvertTimestamp(Date.now(), this.#advertTimestamp);
@@ -916,8 +1010,10 @@ export class Mesh {
       udpPort: this.#o.port,
       localEndpoints: local.map((hostname) => ({ hostname, port: this.#o.port })),
     };
-    const spare = ADVERT_PLAINTEXT_MAX_LEN - encodeAdvert(advert).length;
-    advert = { ...advert, extensions: this.#policy.advertExtensions(spare) };
+    // Our NAT view first (4 bytes): the policy's TLVs (CA mode: certificate, CRL) fill the rest.
+    const nat = encodeNatInfo(natInfo);
+    const spare = ADVERT_PLAINTEXT_MAX_LEN - encodeAdvert(advert).length - 2 - nat.value.length;
+    advert = { ...advert, extensions: [nat, ...this.#policy.advertExtensions(spare)] };
     this.#advert = sealAdvert(this.#keys, this.#networkId, advert);
     // A changed advert goes out at once so members learn our new candidates.
     for (const hub of this.#hubs) hub.nextRegisterMs = now;
@@ -1089,6 +1185,7 @@ export class Mesh {
       this.#setRoutes(member, addresses);
     }
     member.recheck = verdict.recheck ?? null;
+    member.natInfo = decodeNatInfo(advert.extensions);
     member.advertTimestamp = advert.timestampMs;
     member.localEndpoints = advert.localEndpoints.slice(0, MAX_LOCAL_CANDIDATES);
     // One observed endpoint per hub: a hub (honest after a NAT change, or hostile) can replace
@@ -1209,8 +1306,15 @@ export interface MeshStatus {
     txBytes: number;
     rxBytes: number;
     handshakes: number;
-    /** What kind of NAT the member seems to be behind (as for the node itself, from its hubs). */
+    /**
+     * What kind of NAT the member seems to be behind: its own view from its advert when it sends
+     * one, else ours from what the hubs observed for it.
+     */
     natKind: NatKind;
+    /** How its NAT allocates ports when symmetric (its advert's word): `port_prediction.ts`. */
+    portAllocation: PortAllocation;
+    /** Our port spray toward it (it is behind a symmetric NAT, we are not), if any. */
+    spray: { mode: string; host: string; ports: number; sent: number } | null;
   }[];
   /** Drop counters by reason. */
   drops: Record<string, number>;

@@ -7,8 +7,16 @@
  * | ----------------- | -------------------------------------- | ---------------------------------------- |
  * | `masquerade`      | endpoint-independent (MASQUERADE)      | conntrack only; no firewall rules        |
  * | `port-restricted` | endpoint-independent (MASQUERADE)      | drops unsolicited forwards and input     |
- * | `symmetric`       | per destination (`--random-fully`)     | drops unsolicited forwards and input     |
+ * | `symmetric`       | per destination, random port (below)   | drops unsolicited forwards and input     |
+ * | `sequential`      | per destination, next port (below)     | drops unsolicited forwards and input     |
  * | `forgetful`       | as port-restricted, but idle UDP mappings are forgotten after 30 s |  |
+ *
+ * `symmetric`: UDP is `MASQUERADE --to-ports 40000-40255 --random-fully`: every new mapping gets
+ * a uniformly random port from those 256 (a narrowed range, so that a bounded spray has a real
+ * chance, as with the small pools of many CGNATs; other protocols `--random-fully` over the
+ * default range). `sequential`: UDP new mappings take the ports 40000..40255 in turn, wrapping
+ * (256 `SNAT --to-source wan:port` rules, rule i matching `statistic --mode nth --every 256-i`:
+ * a round robin over new conntrack entries), like the sequential allocators of many home routers.
  *
  * @module
  */
@@ -16,7 +24,10 @@ import { hostOf, ipv4Network, type Lab, type Segment } from "./netns.ts";
 import type { ClientSite } from "./topology.ts";
 
 /** NAT behaviours (see the module doc). */
-export type NatKind = "masquerade" | "port-restricted" | "symmetric" | "forgetful";
+export type NatKind = "masquerade" | "port-restricted" | "symmetric" | "sequential" | "forgetful";
+
+/** The public UDP port range of the `symmetric` and `sequential` kinds. */
+export const NAT_PORT_RANGE: readonly [number, number] = [40000, 40255];
 
 /** Options for {@linkcode natLan}. */
 export interface NatLanOptions {
@@ -45,6 +56,37 @@ export async function configureNat(
 ): Promise<void> {
   const ipt = (args: string[]) => lab.exec(ns, ["iptables", "-w", "5", ...args], { check: true });
   await lab.exec(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"], { check: true });
+  const [lo, hi] = NAT_PORT_RANGE;
+  if (kind === "symmetric") {
+    await ipt([
+      ..."-t nat -A POSTROUTING -o wan -p udp -j MASQUERADE --random-fully".split(" "),
+      "--to-ports",
+      `${lo}-${hi}`,
+    ]);
+  } else if (kind === "sequential") {
+    // One exec for the 256 rules (iptables-restore --noflush appends to the live table).
+    const wan = await lab.exec(ns, ["ip", "-4", "-o", "addr", "show", "dev", "wan"], {
+      check: true,
+    });
+    const wanAddress = /inet (\d+\.\d+\.\d+\.\d+)/.exec(wan.stdout)?.[1];
+    if (wanAddress === undefined) throw new Error(`no IPv4 address on ${ns}/wan`);
+    const n = hi - lo + 1;
+    const rules = ["*nat"];
+    for (let i = 0; i < n; i++) {
+      rules.push(
+        `-A POSTROUTING -o wan -p udp -m statistic --mode nth --every ${n - i} --packet 0 ` +
+          `-j SNAT --to-source ${wanAddress}:${lo + i}`,
+      );
+    }
+    rules.push("COMMIT", "");
+    const file = await Deno.makeTempFile({ prefix: "meshub-seqnat-" });
+    try {
+      await Deno.writeTextFile(file, rules.join("\n"));
+      await lab.exec(ns, ["iptables-restore", "-w", "5", "--noflush", file], { check: true });
+    } finally {
+      await Deno.remove(file).catch(() => {});
+    }
+  }
   await ipt([
     "-t",
     "nat",
