@@ -17,6 +17,9 @@ import { ControlCommandError, ControlServer } from "../util/control_socket.ts";
 import { type MetricsServer, serveMetrics } from "../util/prometheus.ts";
 import { renderClientMetrics } from "./metrics.ts";
 import type { CandidateStatus } from "./mesh.ts";
+import type { NatKind } from "./nat_kind.ts";
+import type { PortAllocation } from "./port_prediction.ts";
+import type { PathStatus } from "./path_select.ts";
 
 /** Version of the status JSON; bumped only on incompatible changes. */
 export const STATUS_VERSION = 1;
@@ -37,6 +40,11 @@ export interface ClientStatus {
     port: number;
     interface: string;
     mtu: number;
+    /**
+     * What kind of NAT this node seems to be behind, from the hubs' observations: `none`,
+     * `endpoint-independent`, `symmetric`, `nat` (one hub: mapping unknown) or `unknown`.
+     */
+    natKind: NatKind;
   };
   hubs: {
     endpoint: string;
@@ -68,6 +76,14 @@ export interface MemberStatus {
   handshakes: number;
   drops: Record<string, number>;
   candidates: CandidateStatus[];
+  /** What kind of NAT the member seems to be behind (its advert's word, else the hubs'). */
+  natKind: NatKind;
+  /** Its NAT's port allocation when symmetric: `sequential`, `random` or `unknown`. */
+  portAllocation: PortAllocation;
+  /** Our port spray toward it (`mode` `predict` or `scan`), or null. */
+  spray: { mode: string; host: string; ports: number; sent: number } | null;
+  /** Every measured path with its smoothed RTT and loss; the `active` one carries data. */
+  paths: PathStatus[];
 }
 
 /** The answer to a `ping` command. */
@@ -96,6 +112,7 @@ export function clientStatus(mesh: Mesh, info: { interface: string; mtu: number 
       port: s.port,
       interface: info.interface,
       mtu: info.mtu,
+      natKind: s.natKind,
     },
     hubs: s.hubs.map((h) => ({
       endpoint: h.endpoint,
@@ -118,6 +135,10 @@ export function clientStatus(mesh: Mesh, info: { interface: string; mtu: number 
       handshakes: m.handshakes,
       drops: m.memberDrops,
       candidates: m.tried,
+      natKind: m.natKind,
+      portAllocation: m.portAllocation,
+      spray: m.spray,
+      paths: m.paths,
     })),
     drops: s.drops,
   };
@@ -285,7 +306,7 @@ export function formatStatus(s: ClientStatus): string {
   const n = s.node;
   out.push(
     `${n.name}  ${n.addresses.join(" ")}  key ${n.fingerprint}…  udp ${n.port}  ` +
-      `${n.interface} mtu ${n.mtu}`,
+      `${n.interface} mtu ${n.mtu}  NAT ${n.natKind}`,
   );
   if (s.hubs.length === 0) out.push("hubs: none configured");
   for (const h of s.hubs) {
@@ -306,6 +327,7 @@ export function formatStatus(s: ClientStatus): string {
       "PATH",
       "ENDPOINT",
       "RTT",
+      "NAT",
       "HANDSHAKE",
       "TX",
       "RX",
@@ -319,6 +341,7 @@ export function formatStatus(s: ClientStatus): string {
         m.path ?? "-",
         m.endpoint ?? "-",
         formatRtt(m.rttMs),
+        m.natKind + (m.portAllocation === "unknown" ? "" : ` (${m.portAllocation})`),
         m.lastHandshakeAgoMs === null ? "never" : `${formatAge(m.lastHandshakeAgoMs)} ago`,
         `${formatBytes(m.tx.bytes)}/${m.tx.packets}p`,
         `${formatBytes(m.rx.bytes)}/${m.rx.packets}p`,
@@ -332,6 +355,25 @@ export function formatStatus(s: ClientStatus): string {
       out.push(`  ${m.name}:`);
       out.push(...describeCandidates(m.candidates));
       if (m.candidates.length === 0) out.push("    none known (no hub has told us where it is)");
+      if (m.spray !== null) {
+        out.push(
+          `    spray (${m.spray.mode}): ${m.spray.sent}/${m.spray.ports} ports of ${m.spray.host}`,
+        );
+      }
+    }
+    const measured = s.members.filter((m) => m.paths.some((p) => p.srttMs !== null));
+    if (measured.length > 0) {
+      out.push("");
+      out.push("paths:");
+      for (const m of measured) {
+        out.push(`  ${m.name}:`);
+        for (const p of m.paths) {
+          out.push(
+            `    ${p.endpoint} (${p.path}): ${p.state}, rtt ${formatRtt(p.srttMs)}, ` +
+              `loss ${p.lossPct}% (${p.answered}/${p.sent} probes answered)`,
+          );
+        }
+      }
     }
   }
   out.push("");

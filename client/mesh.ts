@@ -48,6 +48,13 @@ import { log } from "../util/log.ts";
 import { encodeBase64 } from "../util/base64.ts";
 import { classifyNat, type NatKind } from "./nat_kind.ts";
 import {
+  buildPathProbe,
+  buildPathProbeReply,
+  parsePathProbe,
+  PathSet,
+  type PathStatus,
+} from "./path_select.ts";
+import {
   classifyAllocation,
   decodeNatInfo,
   encodeNatInfo,
@@ -243,6 +250,8 @@ interface Member {
   natInfo: NatInfo | null;
   /** The port spray toward it, if its NAT is symmetric and ours is not (`port_prediction.ts`). */
   spray: Spray | null;
+  /** Measured paths (candidates) once the edge is up, and the choice among them. */
+  paths: PathSet;
   peer: WgPeer;
 }
 
@@ -475,6 +484,12 @@ export class Mesh {
           ports: m.spray.plan.ports.length,
           sent: m.spray.sent,
         },
+        paths: m.paths.snapshot(
+          now,
+          m.endpointKey,
+          formatEndpoint,
+          (e) => this.#pathOf(m, e),
+        ),
       })),
       drops: { ...this.drops, ...prefixed("wg-", this.#device.drops) },
     };
@@ -642,7 +657,17 @@ export class Mesh {
           countDrop(member.drops, "inner-source-not-allowed");
           return;
         }
-        this.#authenticated(member, from, now, true);
+        // Path probes (path_select.ts) are answered here and never move the edge.
+        const type = result.packet[40];
+        const pathProbe = type === 128 || type === 129
+          ? parsePathProbe(result.packet, this.#o.ipv6.address)
+          : null;
+        this.#authenticated(member, from, now, true, pathProbe === null);
+        if (pathProbe !== null) {
+          this.#pathProbe(member, pathProbe, result.packet, from, now);
+          for (const p of result.outgoing) this.#o.send(p, from);
+          return;
+        }
         // Answers to our own probes (`meshub ping`) end here; the rest goes to the TUN.
         if (this.#probes.size > 0 && result.packet[40] === 129 && this.#probeReply(result.packet)) {
           for (const p of result.outgoing) this.#o.send(p, from);
@@ -656,8 +681,18 @@ export class Mesh {
     }
   }
 
-  /** An authenticated packet from `member` arrived from `from`: the edge lives there now. */
-  #authenticated(member: Member, from: UdpEndpoint, now: number, sessionUp: boolean): void {
+  /**
+   * An authenticated packet from `member` arrived from `from`: the edge lives there now, unless
+   * `from` is a measured path and the chosen one is alive (`path_select.ts`), or `follow` is
+   * false (path probes).
+   */
+  #authenticated(
+    member: Member,
+    from: UdpEndpoint,
+    now: number,
+    sessionUp: boolean,
+    follow = true,
+  ): void {
     member.lastAuthenticatedMs = now;
     member.txMarkPackets = member.peer.stats.txPackets;
     member.txMarkBytes = member.peer.stats.txBytes;
@@ -670,24 +705,12 @@ export class Mesh {
     }
     if (member.movedTargets.some((t) => endpointKey(t) === key)) member.movedTargets = [];
     if (member.endpointKey !== key) {
-      const moved = member.endpoint !== null;
-      if (this.#byEndpoint.get(member.endpointKey) === member) {
-        this.#byEndpoint.delete(member.endpointKey);
-      }
-      this.#byEndpoint.set(key, member);
-      member.endpoint = from;
-      member.endpointKey = key;
-      if (moved && member.up) {
-        const event = {
-          kind: "edge-moved" as const,
-          name: member.name,
-          endpoint: formatEndpoint(from),
-          path: this.#pathOf(member, from),
-        };
-        edgeLog.info("edge to {name} moved to {endpoint} ({path})", event);
-        this.#o.onEvent?.(event);
-      }
-    }
+      member.paths.heard(key, now);
+      if (
+        member.endpoint === null || !member.up ||
+        (follow && member.paths.shouldFollow(key, member.endpointKey, now))
+      ) this.#moveEdge(member, from, key, "");
+    } else member.paths.heardActive(key, now);
     if (sessionUp && !member.up) {
       member.up = true;
       member.everUp = true;
@@ -711,6 +734,89 @@ export class Mesh {
     }
   }
 
+  /** Points the edge at `to` (roaming, or a better path: `why`). */
+  #moveEdge(member: Member, to: UdpEndpoint, key: string, why: string): void {
+    const moved = member.endpoint !== null;
+    if (this.#byEndpoint.get(member.endpointKey) === member) {
+      this.#byEndpoint.delete(member.endpointKey);
+    }
+    this.#byEndpoint.set(key, member);
+    member.endpoint = to;
+    member.endpointKey = key;
+    if (moved && member.up) {
+      const event = {
+        kind: "edge-moved" as const,
+        name: member.name,
+        endpoint: formatEndpoint(to),
+        path: this.#pathOf(member, to),
+      };
+      edgeLog.info(`edge to {name} moved to {endpoint} ({path})${why}`, event);
+      this.#o.onEvent?.(event);
+    }
+  }
+
+  /**
+   * Path measurement and choice on an up edge to a member that answers path probes (it sends the
+   * NAT-info TLV: this version on): probes due on each candidate, then a switch if one is due.
+   */
+  #tickPaths(member: Member, now: number): void {
+    if (member.natInfo === null || member.endpoint === null || member.candidates.size < 2) return;
+    const active = member.endpointKey;
+    if (member.paths.updateDue(now)) this.#updatePaths(member);
+    const to = member.addresses.find((a) => a.address.length === 16)?.address;
+    if (to === undefined) return;
+    for (const probe of member.paths.due(now, active)) {
+      const datagram = member.peer.encrypt(
+        buildPathProbe(this.#o.ipv6.address, to, probe.token),
+        now,
+      );
+      if (datagram !== null) this.#o.send(datagram, probe.endpoint);
+    }
+    const better = member.paths.choose(active, now);
+    if (better === null) return;
+    const why = member.paths.snapshot(now, active, formatEndpoint, (e) => this.#pathOf(member, e))
+      .map((p) => `${p.path} ${p.srttMs ?? "-"} ms ${p.lossPct}% ${p.state}`).join(", ");
+    this.#moveEdge(member, better, endpointKey(better), ` (paths: ${why})`);
+  }
+
+  /** Gives the member's path set the candidates that may be measured, preferred first. */
+  #updatePaths(member: Member): void {
+    const active = member.endpointKey;
+    // Preference for the MAX_PATHS limit: the active path, then what hubs saw, then the LAN.
+    const order = (c: Candidate) =>
+      endpointKey(c.endpoint) === active ? 0 : c.source === "local" ? 2 : 1;
+    // Data (even encrypted probes) goes only where the member itself said it is (its sealed
+    // advert, our config) or where it has answered from: never to an endpoint a hub alone named.
+    const advertised = new Set(member.localEndpoints.map(endpointKey));
+    const trusted = [...member.candidates.values()].filter((c) =>
+      c.source !== "hub" || c.received > 0 || advertised.has(endpointKey(c.endpoint))
+    );
+    member.paths.update(
+      trusted.sort((a, b) => order(a) - order(b)).map((c) => ({
+        key: endpointKey(c.endpoint),
+        endpoint: c.endpoint,
+      })),
+    );
+  }
+
+  /** A path probe or its answer arrived from `member` over `from`. */
+  #pathProbe(
+    member: Member,
+    probe: { kind: "request" | "reply"; token: number },
+    packet: Uint8Array,
+    from: UdpEndpoint,
+    now: number,
+  ): void {
+    if (probe.kind === "request") {
+      // Answered over the path it came in on: that is the path being measured.
+      const reply = member.peer.encrypt(buildPathProbeReply(packet), now);
+      if (reply !== null) this.#o.send(reply, from);
+      return;
+    }
+    const answer = member.paths.answered(probe.token, now);
+    if (answer !== null && answer.key === member.endpointKey) member.rttMs = answer.srttMs;
+  }
+
   #pathOf(member: Member, endpoint: UdpEndpoint): string {
     const c = member.candidates.get(endpointKey(endpoint));
     if (c?.source === "local") return "LAN";
@@ -728,6 +834,7 @@ export class Mesh {
     }
     const silentMs = now - member.lastAuthenticatedMs;
     if (member.up) this.#checkAnswered(member, silentMs, now);
+    if (member.up) this.#tickPaths(member, now);
     if (
       member.up && member.endpoint !== null &&
       silentMs > this.#o.timers.keepaliveMs + PROBE_GRACE_MS &&
@@ -960,6 +1067,7 @@ export class Mesh {
       recheck: null,
       natInfo: null,
       spray: null,
+      paths: new PathSet(),
       peer,
     };
     peer.context = member;
@@ -1315,6 +1423,8 @@ export interface MeshStatus {
     portAllocation: PortAllocation;
     /** Our port spray toward it (it is behind a symmetric NAT, we are not), if any. */
     spray: { mode: string; host: string; ports: number; sent: number } | null;
+    /** Measured paths (`path_select.ts`); empty while there is nothing to choose from. */
+    paths: PathStatus[];
   }[];
   /** Drop counters by reason. */
   drops: Record<string, number>;

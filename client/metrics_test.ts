@@ -15,6 +15,7 @@ const STATUS: ClientStatus = {
     port: 51820,
     interface: "meshub0",
     mtu: 1420,
+    natKind: "endpoint-independent",
   },
   hubs: [{
     endpoint: "198.18.0.1:3731",
@@ -44,6 +45,28 @@ const STATUS: ClientStatus = {
       lastSentAgoMs: 1000,
       lastHeardAgoMs: null,
       result: "no answer",
+    }],
+    natKind: "symmetric",
+    portAllocation: "sequential",
+    spray: { mode: "predict", host: "198.18.0.2", ports: 48, sent: 48 },
+    paths: [{
+      endpoint: "198.18.0.2:4000",
+      path: "public IPv4",
+      state: "active",
+      srttMs: 1.25,
+      lossPct: 0,
+      sent: 10,
+      answered: 10,
+      lastHeardAgoMs: 300,
+    }, {
+      endpoint: "[fd00:0:1::2]:4000",
+      path: "IPv6",
+      state: "dead",
+      srttMs: 2.5,
+      lossPct: 41.2,
+      sent: 12,
+      answered: 6,
+      lastHeardAgoMs: 9000,
     }],
   }],
   drops: { "tun-no-route": 1 },
@@ -75,6 +98,13 @@ Deno.test("formatStatus() and formatPing() say what each candidate did", () => {
   assert.match(text, /^c1 {2}fd00:1::1\/128 {2}key HI\/O8hn4P6… {2}udp 51820/);
   assert.match(text, /c2\s+fd00:1::2\s+up\s+public IPv4\s+198\.18\.0\.2:4000\s+1\.50 ms/);
   assert.match(text, /198\.19\.2\.10:4000 \(local\): no answer \(4 sent, 0 received\)/);
+  // What kind of NAT each side seems to be behind, the spray, and the measured paths.
+  assert.match(text, /mtu 1420 {2}NAT endpoint-independent$/m);
+  assert.match(text, /^MEMBER .* RTT +NAT +HANDSHAKE/m);
+  assert.match(text, /1\.50 ms +symmetric \(sequential\) +3\.0 s ago/);
+  assert.match(text, /spray \(predict\): 48\/48 ports of 198\.18\.0\.2/);
+  assert.match(text, /198\.18\.0\.2:4000 \(public IPv4\): active, rtt 1\.25 ms, loss 0%/);
+  assert.match(text, /\[fd00:0:1::2\]:4000 \(IPv6\): dead, rtt 2\.50 ms, loss 41\.2% \(6\/12/);
   assert.match(
     formatPing({
       reply: true,

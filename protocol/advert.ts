@@ -24,7 +24,8 @@
  * future fields. TLV types `0x00..0x7f` are optional: a decoder that does not know one returns it
  * in {@linkcode Advert.extensions}. Types `0x80..0xff` are critical: a decoder that does not know
  * one rejects the advert. Defined types (CA mode, `client/ca.ts`): `0x01` certificate fragment,
- * `0x02` revocation-list fragment (each the concatenation of its TLVs' values, in order). The
+ * `0x02` revocation-list fragment (each the concatenation of its TLVs' values, in order); and
+ * `0x03` the node's view of its own NAT (`client/port_prediction.ts`: kind u8 | allocation u8). The
  * plaintext is at most 984 bytes, so the sealed advert fits the 1024-byte limit of hub messages.
  *
  * ## Sealing
