@@ -97,10 +97,14 @@ Deno.test({
         assert.equal(s.node.port, n.port);
         assert.equal(s.node.addresses[0]!.replace(/\/\d+$/, ""), n.address6);
         assert.deepEqual(s.hubs.map((h) => h.state), ["registered"]);
+        // One hub: c1 is seen at its own address; c2 and c3 behind a NAT of unknown mapping.
+        const natOf = (name: string) => name === "c1" ? "none" : "nat";
+        assert.equal(s.node.natKind, natOf(n.name));
         assert.equal(s.members.length, 2);
         for (const m of s.members) {
           const peer = nodes.find((x) => x.name === m.name)!;
           assert.equal(m.state, "up", `${n.name}→${m.name}`);
+          assert.equal(m.natKind, natOf(m.name), `${n.name}→${m.name}`);
           assert.equal(m.path, "public IPv4");
           assert.equal(m.endpoint!.replace(/:\d+$/, ""), peer.site.publicAddress);
           assert.ok(m.rttMs !== null && m.rttMs > 0 && m.rttMs < 500, `rtt ${m.rttMs}`);
@@ -113,6 +117,8 @@ Deno.test({
       assert.equal(table.code, 0, table.stderr);
       assert.match(table.stdout, /MEMBER\s+ADDRESS\s+STATE\s+PATH/);
       assert.match(table.stdout, /c2\s+\S+\s+up\s+public IPv4/);
+      assert.match(table.stdout, /udp \d+ .* NAT none$/m);
+      assert.match(table.stdout, /c2\s+.*\s+nat\s+\S+ \S+ ago/);
       console.log(`\n--- meshub status (c1) ---\n${table.stdout}`);
     });
 
