@@ -62,6 +62,8 @@ import {
   planSpray,
   type PortAllocation,
   Spray,
+  SPRAY_GLOBAL_BURST,
+  SPRAY_GLOBAL_RATE_PER_S,
   SPRAY_REPEAT_MS,
 } from "./port_prediction.ts";
 import {
@@ -300,6 +302,8 @@ export class Mesh {
   /** Dropped packets by reason. */
   readonly drops: DropCounters = {};
   readonly #icmpBucket = new TokenBucket(ICMP_RATE_PER_S, ICMP_BURST);
+  /** All port sprays together (`port_prediction.ts`). */
+  readonly #sprayBucket = new TokenBucket(SPRAY_GLOBAL_RATE_PER_S, SPRAY_GLOBAL_BURST);
   /** ICMPv6 identifier of our probes (random per process). */
   readonly #probeId = crypto.getRandomValues(new Uint16Array(1))[0]!;
   #probeSeq = 0;
@@ -930,10 +934,12 @@ export class Mesh {
    */
   #spray(member: Member, now: number): void {
     let spray = member.spray;
+    // Only on the member's own word (its sealed advert): never on what a hub alone says.
+    const own = member.natInfo;
+    if (own === null || own.kind !== "symmetric") return;
     if (spray === null || (spray.done && now - spray.startMs >= SPRAY_REPEAT_MS)) {
-      const nat = this.#memberNat(member);
       const plan = planSpray(this.#selfNatKind(), {
-        ...nat,
+        ...own,
         observed: [...member.hubObserved.values()],
       });
       if (plan === null) return;
@@ -955,7 +961,13 @@ export class Mesh {
     const ports = spray.due(now);
     if (ports.length === 0) return;
     const punch = encodePunch();
-    for (const port of ports) this.#o.send(punch, { hostname: spray.plan.hostname, port });
+    let sent = 0;
+    for (const port of ports) {
+      if (!this.#sprayBucket.take(now)) break;
+      this.#o.send(punch, { hostname: spray.plan.hostname, port });
+      sent++;
+    }
+    spray.giveBack(ports.length - sent);
   }
 
   #checkAnswered(member: Member, silentMs: number, now: number): void {

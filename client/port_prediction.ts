@@ -27,9 +27,12 @@
  * symmetric side, which the single-socket design (the hub must observe the mapping the peers use)
  * rules out. Such pairs are not attempted.
  *
- * Who sprays: the side that is *not* behind a symmetric NAT, toward a member that is (from the
- * member's advert, else from the hubs' observations of it). A node without NAT does not need to:
- * the member reaches it directly.
+ * Who sprays: the side that is *not* behind a symmetric NAT, toward a member whose own sealed
+ * advert says it is (TLV {@linkcode EXT_NAT_INFO}; a hub cannot forge that, so rewriting observed
+ * endpoints alone never triggers a spray). A node without NAT does not need to: the member reaches
+ * it directly. The address and ports sprayed still come from what the hubs observed, so every
+ * node caps all its sprays together ({@linkcode SPRAY_GLOBAL_RATE_PER_S}): a hostile hub can make
+ * a member send at most that many 9-byte PUNCH payloads a second to an address of its choosing.
  *
  * @module
  */
@@ -52,6 +55,14 @@ export const SPRAY_RATE_PER_S = 500;
  * unanswered mappings it opened after about 30 s (Linux: nf_conntrack_udp_timeout).
  */
 export const SPRAY_REPEAT_MS = 25_000;
+/**
+ * All sprays of a node together: at most this many packets a second on average, with a burst of
+ * {@linkcode SPRAY_GLOBAL_BURST}. The target address comes from the hubs, so this bounds what a
+ * hostile hub could make a member send at an address of its choosing (see the module doc).
+ */
+export const SPRAY_GLOBAL_RATE_PER_S = 200;
+/** Burst of {@linkcode SPRAY_GLOBAL_RATE_PER_S}: one full spray and a prediction window. */
+export const SPRAY_GLOBAL_BURST = SPRAY_BUDGET + 2 * SEQUENTIAL_WINDOW;
 /** Lowest port sprayed (below are privileged ports no NAT hands out for masquerading). */
 const MIN_PORT = 1024;
 const MAX_PORT = 65535;
@@ -169,6 +180,11 @@ export class Spray {
     const out = this.plan.ports.slice(this.#next, target);
     this.#next = target;
     return out;
+  }
+
+  /** Takes back the last `n` ports {@linkcode due} returned (not sent: over the global cap). */
+  giveBack(n: number): void {
+    this.#next = Math.max(0, this.#next - n);
   }
 
   /** Whether `port` of `hostname` was sprayed (a hit: the edge came from a sprayed port). */

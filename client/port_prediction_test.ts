@@ -134,3 +134,18 @@ Deno.test("NAT info TLV: round trip, optional type, unknown codes read as unknow
     allocation: "unknown",
   });
 });
+
+Deno.test("Spray: ports given back (over the global cap) go out later, none twice", () => {
+  const plan = { hostname: "198.18.0.5", mode: "predict" as const, ports: [1, 2, 3, 4, 5, 6] };
+  const spray = new Spray(plan, 0);
+  const all: number[] = [];
+  let now = 0;
+  for (let i = 0; i < 10 && !spray.done; i++, now += 1_000) {
+    const due = spray.due(now);
+    // Only one goes out per round; the rest are given back.
+    all.push(...due.slice(0, 1));
+    spray.giveBack(Math.max(0, due.length - 1));
+  }
+  assert.deepEqual(all, [1, 2, 3, 4, 5, 6]);
+  assert.ok(spray.done);
+});
