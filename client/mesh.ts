@@ -61,6 +61,7 @@ import {
   type NatInfo,
   planSpray,
   type PortAllocation,
+  PREDICT_GRACE_MS,
   Spray,
   SPRAY_GLOBAL_BURST,
   SPRAY_GLOBAL_RATE_PER_S,
@@ -727,10 +728,11 @@ export class Mesh {
         afterMs: Math.round(now - member.firstSeenMs),
       };
       edgeLog.info("edge up: {name} via {endpoint} ({path}), {afterMs} ms after discovery", event);
-      if (member.spray?.covers(from.hostname, from.port)) {
+      const hit = member.spray?.hit(from.hostname, from.port) ?? null;
+      if (hit !== null) {
         punchLog.info("edge to {name} came through the port spray ({mode}): port {port}", {
           name: member.name,
-          mode: member.spray.plan.mode,
+          mode: hit,
           port: from.port,
         });
       }
@@ -944,17 +946,16 @@ export class Mesh {
       });
       if (plan === null) return;
       spray = member.spray = new Spray(plan, now);
+      const { ports, predicted } = plan;
+      const scanned = ports.slice(predicted);
+      const scan = scanned.length === 0
+        ? ""
+        : `scan ${Math.min(...scanned)}..${Math.max(...scanned)}`;
+      const detail = predicted === 0 ? scan : `predict ${ports[0]}..${ports[predicted - 1]}` +
+        (scan === "" ? "" : `, then ${scan} from ${PREDICT_GRACE_MS / 1000} s on`);
       punchLog.info(
-        "{name} is behind a symmetric NAT: spraying {count} ports of {host} ({mode}, " +
-          "{first}..{last})",
-        {
-          name: member.name,
-          count: plan.ports.length,
-          host: plan.hostname,
-          mode: plan.mode,
-          first: Math.min(...plan.ports),
-          last: Math.max(...plan.ports),
-        },
+        "{name} is behind a symmetric NAT: spraying up to {count} ports of {host} ({detail})",
+        { name: member.name, count: ports.length, host: plan.hostname, detail },
       );
     }
     if (spray.done) return;

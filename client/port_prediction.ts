@@ -14,7 +14,9 @@
  * Which ports:
  * - **sequential** allocator (the hubs saw ports a few apart): the member's mapping toward us
  *   was made after its hub mappings, so it is a little above the highest observed one; we punch a
- *   small window above it ({@linkcode SEQUENTIAL_WINDOW}).
+ *   small window above it ({@linkcode SEQUENTIAL_WINDOW}) first. Two random ports can also land
+ *   close together, so if no edge is up {@linkcode PREDICT_GRACE_MS} later, the spray goes on
+ *   with the scan below (it stops as soon as the edge is up).
  * - **random** allocator: the port is anywhere in the NAT's range. We cannot know the range, but
  *   the observed ports lie in it; we spray up to {@linkcode SPRAY_BUDGET} ports around them,
  *   nearest first. With a NAT that allocates from a range of a few hundred ports this covers it;
@@ -48,6 +50,8 @@ export const SEQUENTIAL_MAX_DELTA = 16;
 export const SEQUENTIAL_WINDOW = 48;
 /** Most ports in one spray (one attempt). */
 export const SPRAY_BUDGET = 1024;
+/** How long a prediction window gets before the scan behind it starts. */
+export const PREDICT_GRACE_MS = 3_000;
 /** Spray pace: packets per second. */
 export const SPRAY_RATE_PER_S = 500;
 /**
@@ -93,6 +97,8 @@ export interface SprayPlan {
   mode: "predict" | "scan";
   /** Ports in sending order; at most {@linkcode SPRAY_BUDGET}. */
   ports: number[];
+  /** How many of `ports`, at the start, are the prediction window (0 for a plain scan). */
+  predicted: number;
 }
 
 /**
@@ -116,14 +122,21 @@ export function planSpray(self: NatKind, peer: PeerNat, budget = SPRAY_BUDGET): 
   const allocation = seen !== "unknown" ? seen : peer.allocation;
   const lo = ports[0]!;
   const hi = ports[ports.length - 1]!;
+  const scan = around(lo, hi, budget);
   if (allocation === "sequential") {
-    const out: number[] = [];
-    for (let p = hi + 1; p <= MAX_PORT && out.length < Math.min(SEQUENTIAL_WINDOW, budget); p++) {
-      out.push(p);
+    const window: number[] = [];
+    for (
+      let p = hi + 1;
+      p <= MAX_PORT && window.length < Math.min(SEQUENTIAL_WINDOW, budget);
+      p++
+    ) {
+      window.push(p);
     }
-    return out.length === 0 ? null : { hostname, mode: "predict", ports: out };
+    const inWindow = new Set(window);
+    const ports = [...window, ...scan.filter((p) => !inWindow.has(p))].slice(0, budget);
+    return { hostname, mode: "predict", ports, predicted: window.length };
   }
-  return { hostname, mode: "scan", ports: around(lo, hi, budget) };
+  return { hostname, mode: "scan", ports: scan, predicted: 0 };
 }
 
 /**
@@ -170,12 +183,19 @@ export class Spray {
     return this.#next >= this.plan.ports.length;
   }
 
-  /** The ports due by `now` at {@linkcode SPRAY_RATE_PER_S} (each returned once). */
+  /**
+   * The ports due by `now` at {@linkcode SPRAY_RATE_PER_S} (each returned once); the scan behind
+   * a prediction window only from {@linkcode PREDICT_GRACE_MS} on.
+   */
   due(now: number): number[] {
-    const target = Math.min(
-      this.plan.ports.length,
-      Math.floor(((now - this.startMs) / 1000) * SPRAY_RATE_PER_S) + 1,
-    );
+    const elapsed = now - this.startMs;
+    const paced = (ms: number) => Math.floor((ms / 1000) * SPRAY_RATE_PER_S) + 1;
+    const { predicted, ports } = this.plan;
+    const target = predicted === 0
+      ? Math.min(ports.length, paced(elapsed))
+      : elapsed < PREDICT_GRACE_MS
+      ? Math.min(predicted, paced(elapsed))
+      : Math.min(ports.length, predicted + paced(elapsed - PREDICT_GRACE_MS));
     if (target <= this.#next) return [];
     const out = this.plan.ports.slice(this.#next, target);
     this.#next = target;
@@ -187,11 +207,15 @@ export class Spray {
     this.#next = Math.max(0, this.#next - n);
   }
 
-  /** Whether `port` of `hostname` was sprayed (a hit: the edge came from a sprayed port). */
-  covers(hostname: string, port: number): boolean {
-    if (hostname !== this.plan.hostname) return false;
+  /**
+   * How a sprayed `port` of `hostname` was hit (the edge came from it): `predict` (in the window),
+   * `scan`, or null when it was not sprayed.
+   */
+  hit(hostname: string, port: number): "predict" | "scan" | null {
+    if (hostname !== this.plan.hostname) return null;
     const at = this.plan.ports.indexOf(port);
-    return at !== -1 && at < this.#next;
+    if (at === -1 || at >= this.#next) return null;
+    return at < this.plan.predicted ? "predict" : "scan";
   }
 }
 

@@ -5,6 +5,7 @@ import {
   encodeNatInfo,
   EXT_NAT_INFO,
   planSpray,
+  PREDICT_GRACE_MS,
   SEQUENTIAL_WINDOW,
   Spray,
   SPRAY_BUDGET,
@@ -48,15 +49,20 @@ Deno.test("planSpray: a sequential allocator gets a small window above the highe
   })!;
   assert.equal(plan.mode, "predict");
   assert.equal(plan.hostname, "198.18.0.5");
-  assert.equal(plan.ports.length, SEQUENTIAL_WINDOW);
+  assert.equal(plan.predicted, SEQUENTIAL_WINDOW);
   assert.deepEqual(plan.ports.slice(0, 3), [40004, 40005, 40006]);
+  assert.equal(plan.ports[SEQUENTIAL_WINDOW - 1], 40003 + SEQUENTIAL_WINDOW);
+  // Behind the window, a scan around the observed ports (in case they were close by chance).
+  assert.equal(plan.ports.length, SPRAY_BUDGET);
+  assert.equal(new Set(plan.ports).size, SPRAY_BUDGET, "no port twice");
+  assert.equal(plan.ports[SEQUENTIAL_WINDOW], 40002);
   // Never past the last port.
   const top = planSpray("nat", {
     kind: "symmetric",
     allocation: "unknown",
     observed: [at(65530), at(65531)],
   })!;
-  assert.deepEqual(top.ports, [65532, 65533, 65534, 65535]);
+  assert.deepEqual(top.ports.slice(0, top.predicted), [65532, 65533, 65534, 65535]);
   // One observation: the member's advert tells the allocator.
   const one = planSpray("nat", {
     kind: "symmetric",
@@ -99,7 +105,12 @@ Deno.test("planSpray: a random allocator gets a bounded scan around the observed
 });
 
 Deno.test("Spray: paced, each port once, knows its hits", () => {
-  const plan = { hostname: "198.18.0.5", mode: "scan" as const, ports: [] as number[] };
+  const plan = {
+    hostname: "198.18.0.5",
+    mode: "scan" as const,
+    ports: [] as number[],
+    predicted: 0,
+  };
   for (let p = 40000; p < 41000; p++) plan.ports.push(p);
   const spray = new Spray(plan, 1_000);
   const first = spray.due(1_000);
@@ -108,9 +119,9 @@ Deno.test("Spray: paced, each port once, knows its hits", () => {
   assert.equal(second.length, SPRAY_RATE_PER_S / 5);
   assert.equal(second[0], 40001);
   assert.deepEqual(spray.due(1_200), [], "nothing twice");
-  assert.ok(spray.covers("198.18.0.5", 40050));
-  assert.ok(!spray.covers("198.18.0.5", 40500), "not sent yet");
-  assert.ok(!spray.covers("198.18.0.6", 40050));
+  assert.equal(spray.hit("198.18.0.5", 40050), "scan");
+  assert.equal(spray.hit("198.18.0.5", 40500), null, "not sent yet");
+  assert.equal(spray.hit("198.18.0.6", 40050), null);
   const rest = spray.due(100_000);
   assert.equal(spray.sent, 1000);
   assert.equal(first.length + second.length + rest.length, 1000);
@@ -136,7 +147,12 @@ Deno.test("NAT info TLV: round trip, optional type, unknown codes read as unknow
 });
 
 Deno.test("Spray: ports given back (over the global cap) go out later, none twice", () => {
-  const plan = { hostname: "198.18.0.5", mode: "predict" as const, ports: [1, 2, 3, 4, 5, 6] };
+  const plan = {
+    hostname: "198.18.0.5",
+    mode: "scan" as const,
+    ports: [1, 2, 3, 4, 5, 6],
+    predicted: 0,
+  };
   const spray = new Spray(plan, 0);
   const all: number[] = [];
   let now = 0;
@@ -148,4 +164,23 @@ Deno.test("Spray: ports given back (over the global cap) go out later, none twic
   }
   assert.deepEqual(all, [1, 2, 3, 4, 5, 6]);
   assert.ok(spray.done);
+});
+
+Deno.test("Spray: the scan behind a prediction window waits PREDICT_GRACE_MS", () => {
+  const plan = planSpray("nat", {
+    kind: "symmetric",
+    allocation: "sequential",
+    observed: [at(40000), at(40001)],
+  })!;
+  const spray = new Spray(plan, 0);
+  const early = spray.due(PREDICT_GRACE_MS - 1);
+  assert.equal(early.length, SEQUENTIAL_WINDOW, "the whole window, nothing more");
+  assert.equal(spray.hit("198.18.0.5", 40002), "predict");
+  assert.deepEqual(spray.due(PREDICT_GRACE_MS - 1), []);
+  const scan = spray.due(PREDICT_GRACE_MS);
+  assert.equal(scan.length, 1);
+  assert.equal(spray.hit("198.18.0.5", scan[0]!), "scan");
+  spray.due(60_000);
+  assert.ok(spray.done);
+  assert.equal(spray.sent, SPRAY_BUDGET);
 });

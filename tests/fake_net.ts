@@ -155,7 +155,9 @@ interface Conntrack {
 
 /**
  * A NAT box with endpoint-independent mapping and address-and-port-dependent filtering (Linux
- * MASQUERADE + conntrack, without port preservation so mappings are visible in tests).
+ * MASQUERADE + conntrack, without port preservation so mappings are visible in tests); or, with
+ * `symmetric`, a new public port for every (inside socket, remote) pair, taken in sequence (a
+ * sequential symmetric NAT).
  */
 export class FakeNat {
   /** Inside socket key → public port. */
@@ -174,6 +176,7 @@ export class FakeNat {
     readonly publicIp: string,
     readonly udpTimeoutMs: number,
     firstPort: number,
+    readonly symmetric = false,
   ) {
     this.#nextPort = firstPort;
   }
@@ -194,7 +197,7 @@ export class FakeNat {
 
   /** @internal Outbound: the public source for a packet from `inside` to `remote`. */
   outbound(inside: UdpEndpoint, remote: UdpEndpoint, nowMs: number): UdpEndpoint {
-    const key = fmt(inside);
+    const key = this.symmetric ? `${fmt(inside)}|${fmt(remote)}` : fmt(inside);
     let port = this.#mappings.get(key);
     if (port === undefined) {
       port = this.#nextPort++;
@@ -286,13 +289,14 @@ export class FakeNet {
   readonly clock = (): number => this.#nowMs;
 
   /** Adds a NAT box with a public address. */
-  nat(publicIp: string, options: { udpTimeoutMs?: number } = {}): FakeNat {
+  nat(publicIp: string, options: { udpTimeoutMs?: number; symmetric?: boolean } = {}): FakeNat {
     if (this.#public.has(publicIp)) throw new Error(`${publicIp} is taken`);
     const nat = new FakeNat(
       this,
       publicIp,
       options.udpTimeoutMs ?? NAT_UDP_TIMEOUT_MS,
       this.#natPorts,
+      options.symmetric ?? false,
     );
     this.#natPorts += 10_000;
     this.#public.set(publicIp, nat);
