@@ -8,8 +8,10 @@ import { Lab } from "./lab/netns.ts";
 import { labSkipReason } from "./lab/packages.ts";
 import { type NatKind, natLan } from "./lab/nat.ts";
 import { addPublicClient, type ClientSite, type DemoTopology } from "./lab/topology.ts";
+import type { ClientStatus } from "../client/control.ts";
 import {
   type ClientNode,
+  meshubCommand,
   newPsk,
   pingPairs,
   startClient,
@@ -221,6 +223,26 @@ Deno.test({
         for (const { text } of n.proc.lines) {
           if (!text.includes("came through the port spray")) continue;
           console.log(`${n.name}: ${text.replace(/^.*?punch[^:]*: /, "")}`);
+        }
+      }
+      // What the sprays cost, and what `meshub status` says about the NATs.
+      for (const name of ["prc", "fgt"]) {
+        const n = nodes.find((x) => x.name === name)!;
+        const r = await lab.exec(n.site.ns, meshubCommand("status", "--json", n.configPath), {
+          timeoutMs: 30_000,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        const s = JSON.parse(r.stdout) as ClientStatus;
+        assert.equal(s.node.natKind, "endpoint-independent");
+        for (const peer of ["sym", "seq"]) {
+          const m = s.members.find((x) => x.name === peer)!;
+          assert.equal(m.natKind, "symmetric");
+          assert.ok(m.spray !== null && m.spray.sent > 0, JSON.stringify(m.spray));
+          console.log(
+            `${name}→${peer}: natKind ${m.natKind} (${m.portAllocation}), spray ${
+              JSON.stringify(m.spray)
+            }, edge ${m.state} at ${m.endpoint}`,
+          );
         }
       }
     });
