@@ -89,6 +89,11 @@ const MAX_PENDING_PROBES = 64;
 export const UNANSWERED_MS = 1_500;
 /** Most one such early re-registration per this interval. */
 const SUSPECT_REGISTER_MS = 2_000;
+/**
+ * Least time between two full member lists asked of one hub outside the regular schedule: a bit
+ * more than the hub's own limit (`FULL_LIST_MIN_INTERVAL_MS` in hub/registry.ts, 5 s).
+ */
+const FULL_LIST_RETRY_MS = 5_500;
 
 /** Timer settings of the mesh, all in milliseconds. */
 export interface MeshTimers {
@@ -243,6 +248,10 @@ interface HubState {
   observed: string;
   /** The interval the hub asks for (it expires members that miss a few); 0 until it says. */
   askedKeepaliveMs: number;
+  /** When we last asked it for the full member list. */
+  lastFullListMs: number;
+  /** Ask for the full list at the next registration: we seem to have missed a member. */
+  fullListWanted: boolean;
 }
 
 /** Counters of everything the mesh dropped, by reason. */
@@ -306,6 +315,8 @@ export class Mesh {
       registrations: 0,
       observed: "",
       askedKeepaliveMs: 0,
+      lastFullListMs: Number.NEGATIVE_INFINITY,
+      fullListWanted: false,
     }));
     const now = options.now();
     for (const s of options.staticPeers ?? []) {
@@ -589,6 +600,10 @@ export class Mesh {
     switch (result.kind) {
       case "drop":
         this.#drop(`wg-${result.reason}`);
+        // A valid initiation (mac1 needs our public key) from a key we do not know: most likely
+        // a member whose MEMBER message we lost. Without this we would only learn of it at the
+        // next regular full list, up to three hub keepalives (a minute) later.
+        if (result.reason === "unknown_peer") this.#wantFullList(now);
         return;
       case "none":
         return;
@@ -933,7 +948,19 @@ export class Mesh {
     }
     if (now < hub.nextRegisterMs || this.#advert === null) return;
     hub.nextRegisterMs = now + (hub.registered ? this.#hubInterval(hub) : HUB_RETRY_MS);
-    this.#register(hub, hub.registrations % 3 === 0);
+    this.#register(hub, hub.registrations % 3 === 0 || hub.fullListWanted);
+  }
+
+  /** Asks the registered hubs for the full member list soon (at most every 5.5 s per hub). */
+  #wantFullList(now: number): void {
+    for (const hub of this.#hubs) {
+      if (!hub.registered || hub.fullListWanted) continue;
+      hub.fullListWanted = true;
+      hub.nextRegisterMs = Math.min(
+        hub.nextRegisterMs,
+        Math.max(now, hub.lastFullListMs + FULL_LIST_RETRY_MS),
+      );
+    }
   }
 
   /** Our re-registration interval with `hub`: ours, or shorter if the hub asks for it. */
@@ -945,6 +972,10 @@ export class Mesh {
   #register(hub: HubState, fullList: boolean): void {
     if (this.#advert === null) return;
     hub.registrations++;
+    if (fullList || !hub.registered) {
+      hub.lastFullListMs = this.#o.now();
+      hub.fullListWanted = false;
+    }
     this.#o.send(
       encodeHubMessage({
         kind: "register",
@@ -1028,6 +1059,14 @@ export class Mesh {
           });
         }
         hub.askedKeepaliveMs = msg.keepaliveS * 1000;
+        // The hub counts us too. Knowing fewer members through it than it has means a MEMBER
+        // push was lost (UDP): ask for the full list now, not at the regular one (every third
+        // registration). Not right after asking: that list is still on its way.
+        if (now - hub.lastFullListMs >= FULL_LIST_RETRY_MS) {
+          let known = 0;
+          for (const m of this.#members.values()) if (m.hubObserved.has(hub.key)) known++;
+          if (msg.members - 1 > known) this.#wantFullList(now);
+        }
         return;
       }
       case "member":
