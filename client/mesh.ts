@@ -69,8 +69,14 @@ export const PUNCH_DURATION_MS = 20_000;
 export const HUB_RETRY_MS = 2_000;
 /** Extra silence, beyond one keepalive interval, before a quiet edge is probed. */
 const PROBE_GRACE_MS = 5_000;
-/** Interval between probes of a quiet edge (WireGuard's REKEY_TIMEOUT). */
+/** Interval between probes of a quiet edge (WireGuard's REKEY_TIMEOUT)... */
 const PROBE_INTERVAL_MS = 5_000;
+/**
+ * ...or three round trips, at least this, once the edge's RTT is known. The silence before an
+ * edge is declared down must hold several probes: on a lossy path (10% each way, 19% of probes
+ * fail) three probes 5 s apart lost edges that were alive.
+ */
+const PROBE_INTERVAL_MIN_MS = 1_000;
 /** How often members are re-checked by the policy (certificate expiry, revocation). */
 const RECHECK_INTERVAL_MS = 1_000;
 /** Most local addresses put in an advert (the advert format's limit). */
@@ -723,7 +729,10 @@ export class Mesh {
     ) {
       // WireGuard keepalives are one-sided (a received packet resets the peer's timer), so a
       // quiet edge is asked for an answer: a handshake initiation always gets a response.
-      member.nextProbeMs = now + PROBE_INTERVAL_MS;
+      member.nextProbeMs = now +
+        (member.rttMs > 0
+          ? Math.min(PROBE_INTERVAL_MS, Math.max(PROBE_INTERVAL_MIN_MS, 3 * member.rttMs))
+          : PROBE_INTERVAL_MS);
       member.lastInitSentMs = now;
       this.#o.send(member.peer.createInitiation(now), member.endpoint);
       edgeLog.debug("edge to {name} is stale (quiet for {seconds} s), probing", {

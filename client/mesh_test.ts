@@ -658,3 +658,33 @@ Deno.test("mesh: a handshake from an unknown member makes us ask the hub for the
   assert.ok(ok, `no full mesh ${w.net.nowMs - w.joinedMs} ms after C joined`);
   assert.ok((w.c.mesh.status().drops["wg-unknown_peer"] ?? 0) > 0);
 });
+
+Deno.test("mesh: a quiet edge survives its first four probes being lost", () => {
+  // Keepalive 5 s: a quiet edge is probed after 10 s of silence and declared down after 25 s.
+  // Probes 5 s apart gave that window four probes at most (at 10, 15, 20 and 25 s); at 10% loss
+  // each way 19% of probes fail, and live edges went down. Retried after three round trips (at
+  // least 1 s), the window holds many more.
+  const w = world(23, {
+    ...TIMERS,
+    rekeyAfterMs: 120_000,
+    rejectAfterMs: 180_000,
+    keepaliveMs: 5_000,
+  });
+  const bPublic = publicEndpoint(w, w.b);
+  const c = fmt(w.c.socket.endpoint);
+  let killed = 0;
+  w.net.tap = (d) => {
+    if (fmt(d.from) === bPublic && fmt(d.to) === c && d.data[0] === 4) {
+      d.data[0] = 0; // C hears nothing from B but handshake responses: its edge to B is quiet
+    } else if (fmt(d.from) === c && d.to.hostname === w.b.host.ip && d.data[0] === 1) {
+      if (killed < 4) {
+        d.data[0] = 0; // C's first four probes are lost
+        killed++;
+      }
+    }
+  };
+  w.net.runFor(60_000);
+  assert.equal(killed, 4);
+  assert.deepEqual(w.c.events.filter((e) => e.kind === "edge-down"), []);
+  assert.equal(memberStatus(w.c, "b").up, true);
+});
