@@ -100,6 +100,8 @@ const SUSPECT_REGISTER_MS = 2_000;
  * more than the hub's own limit (`FULL_LIST_MIN_INTERVAL_MS` in hub/registry.ts, 5 s).
  */
 const FULL_LIST_RETRY_MS = 5_500;
+/** Full lists asked in a row because a hub counts members we lack; then the regular ones only. */
+const FULL_LIST_MAX_RETRIES = 3;
 
 /** Timer settings of the mesh, all in milliseconds. */
 export interface MeshTimers {
@@ -258,6 +260,12 @@ interface HubState {
   lastFullListMs: number;
   /** Ask for the full list at the next registration: we seem to have missed a member. */
   fullListWanted: boolean;
+  /** Members of the network by the hub's last REGISTERED (us included). */
+  hubMembers: number;
+  /** When to compare that count with the members we know through the hub; Infinity: none. */
+  countCheckMs: number;
+  /** Full lists asked in a row because of a count mismatch. */
+  countRetries: number;
 }
 
 /** Counters of everything the mesh dropped, by reason. */
@@ -323,6 +331,9 @@ export class Mesh {
       askedKeepaliveMs: 0,
       lastFullListMs: Number.NEGATIVE_INFINITY,
       fullListWanted: false,
+      hubMembers: 0,
+      countCheckMs: Number.POSITIVE_INFINITY,
+      countRetries: 0,
     }));
     const now = options.now();
     for (const s of options.staticPeers ?? []) {
@@ -609,7 +620,9 @@ export class Mesh {
         // A valid initiation (mac1 needs our public key) from a key we do not know: most likely
         // a member whose MEMBER message we lost. Without this we would only learn of it at the
         // next regular full list, up to three hub keepalives (a minute) later.
-        if (result.reason === "unknown_peer") this.#wantFullList(now);
+        if (result.reason === "unknown_peer") {
+          for (const hub of this.#hubs) this.#wantFullList(hub, now);
+        }
         return;
       case "none":
         return;
@@ -955,21 +968,43 @@ export class Mesh {
       });
       this.#o.onEvent?.({ kind: "hub-lost", hub: hub.key });
     }
+    if (now >= hub.countCheckMs) this.#checkMemberCount(hub, now);
     if (now < hub.nextRegisterMs || this.#advert === null) return;
     hub.nextRegisterMs = now + (hub.registered ? this.#hubInterval(hub) : HUB_RETRY_MS);
     this.#register(hub, hub.registrations % 3 === 0 || hub.fullListWanted);
   }
 
-  /** Asks the registered hubs for the full member list soon (at most every 5.5 s per hub). */
-  #wantFullList(now: number): void {
-    for (const hub of this.#hubs) {
-      if (!hub.registered || hub.fullListWanted) continue;
-      hub.fullListWanted = true;
-      hub.nextRegisterMs = Math.min(
-        hub.nextRegisterMs,
-        Math.max(now, hub.lastFullListMs + FULL_LIST_RETRY_MS),
-      );
+  /** Asks `hub`, if registered, for the full member list soon (at most every 5.5 s). */
+  #wantFullList(hub: HubState, now: number): void {
+    if (!hub.registered || hub.fullListWanted) return;
+    hub.fullListWanted = true;
+    hub.nextRegisterMs = Math.min(
+      hub.nextRegisterMs,
+      Math.max(now, hub.lastFullListMs + FULL_LIST_RETRY_MS),
+    );
+  }
+
+  /**
+   * The hub counts us too. Knowing fewer members through it than it has means a MEMBER message
+   * was lost (UDP): ask for the full list now, not at the regular one (every third registration,
+   * up to a minute away). A few times in a row at most: a member we refuse stays uncounted.
+   */
+  #checkMemberCount(hub: HubState, now: number): void {
+    hub.countCheckMs = Number.POSITIVE_INFINITY;
+    let known = 0;
+    for (const m of this.#members.values()) if (m.hubObserved.has(hub.key)) known++;
+    if (hub.hubMembers - 1 <= known) {
+      hub.countRetries = 0;
+      return;
     }
+    if (hub.countRetries >= FULL_LIST_MAX_RETRIES) return;
+    hub.countRetries++;
+    hubLog.debug("hub {hub} counts {count} other members, we know {known}: asking for the list", {
+      hub: hub.key,
+      count: hub.hubMembers - 1,
+      known,
+    });
+    this.#wantFullList(hub, now);
   }
 
   /** Our re-registration interval with `hub`: ours, or shorter if the hub asks for it. */
@@ -1068,14 +1103,9 @@ export class Mesh {
           });
         }
         hub.askedKeepaliveMs = msg.keepaliveS * 1000;
-        // The hub counts us too. Knowing fewer members through it than it has means a MEMBER
-        // push was lost (UDP): ask for the full list now, not at the regular one (every third
-        // registration). Not right after asking: that list is still on its way.
-        if (now - hub.lastFullListMs >= FULL_LIST_RETRY_MS) {
-          let known = 0;
-          for (const m of this.#members.values()) if (m.hubObserved.has(hub.key)) known++;
-          if (msg.members - 1 > known) this.#wantFullList(now);
-        }
+        // Compared once a full list we just asked for has had time to arrive.
+        hub.hubMembers = msg.members;
+        hub.countCheckMs = Math.max(now, hub.lastFullListMs + FULL_LIST_RETRY_MS);
         return;
       }
       case "member":

@@ -598,11 +598,11 @@ Deno.test({
 });
 
 /**
- * A and B (each behind a NAT) form their edge and register a while; then the public member C
- * joins and the hub's MEMBER message about the newcomer to `victim` is lost (the tap makes it
+ * A and B (each behind a NAT) form their edge and register a while; then member C (public, or
+ * behind its own NAT) joins and the hub's MEMBER message about the newcomer to `victim` is lost (the tap makes it
  * unreadable). Returns the world's parts and the virtual time C joined.
  */
-function lostPush(seed: number, victim: "a" | "c") {
+function lostPush(seed: number, victim: "a" | "c", cBehindNat = false) {
   const net = new FakeNet({ seed });
   const psk = net.rng.bytes(32);
   new FakeHub(net, [HUB], { keepaliveMs: HUB_KEEPALIVE_MS });
@@ -622,7 +622,11 @@ function lostPush(seed: number, victim: "a" | "c") {
   net.runFor(25_000);
   // victim "a": A (NATed) misses C's arrival; victim "c": C misses A in its first full list.
   let lost = 0;
-  const c = addMember(net, { ...common, name: "c", host: net.host("198.18.3.10") });
+  const c = addMember(net, {
+    ...common,
+    name: "c",
+    host: cBehindNat ? net.host("198.19.3.2", net.nat("198.18.3.1")) : net.host("198.18.3.10"),
+  });
   const aId = nodeIdOf(psk, a.mesh.publicKey);
   const cId = nodeIdOf(psk, c.mesh.publicKey);
   net.tap = (d) => {
@@ -687,4 +691,13 @@ Deno.test("mesh: a quiet edge survives its first four probes being lost", () => 
   assert.equal(killed, 4);
   assert.deepEqual(w.c.events.filter((e) => e.kind === "edge-down"), []);
   assert.equal(memberStatus(w.c, "b").up, true);
+});
+
+Deno.test("mesh: a joiner behind a NAT that misses a member in its first list asks again", () => {
+  // Nobody's punches reach C through its NAT: only the hub's count (3 members, C knows 1)
+  // tells it, once the list it asked for has had time to arrive (5.5 s), not 20 s later.
+  const w = lostPush(24, "c", true);
+  const ok = w.net.runUntil(() => meshComplete([w.a, w.b, w.c]), 8_000);
+  assert.equal(w.lost(), 1, "the MEMBER about A to C was not dropped");
+  assert.ok(ok, `no full mesh ${w.net.nowMs - w.joinedMs} ms after C joined`);
 });
