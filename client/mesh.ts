@@ -102,6 +102,8 @@ const SUSPECT_REGISTER_MS = 2_000;
 const FULL_LIST_RETRY_MS = 5_500;
 /** Full lists asked in a row because a hub counts members we lack; then the regular ones only. */
 const FULL_LIST_MAX_RETRIES = 3;
+/** A full list follows its REGISTERED at once; this covers reordering on the path. */
+const FULL_LIST_ARRIVAL_MS = 1_000;
 
 /** Timer settings of the mesh, all in milliseconds. */
 export interface MeshTimers {
@@ -262,6 +264,10 @@ interface HubState {
   fullListWanted: boolean;
   /** Members of the network by the hub's last REGISTERED (us included). */
   hubMembers: number;
+  /** Members first heard of until then are in that count (a list that follows included). */
+  hubMembersUntilMs: number;
+  /** Our latest registration asked for the full list. */
+  askedFullList: boolean;
   /** When to compare that count with the members we know through the hub; Infinity: none. */
   countCheckMs: number;
   /** Full lists asked in a row because of a count mismatch. */
@@ -332,6 +338,8 @@ export class Mesh {
       lastFullListMs: Number.NEGATIVE_INFINITY,
       fullListWanted: false,
       hubMembers: 0,
+      hubMembersUntilMs: 0,
+      askedFullList: false,
       countCheckMs: Number.POSITIVE_INFINITY,
       countRetries: 0,
     }));
@@ -621,7 +629,9 @@ export class Mesh {
         // a member whose MEMBER message we lost. Without this we would only learn of it at the
         // next regular full list, up to three hub keepalives (a minute) later.
         if (result.reason === "unknown_peer") {
-          for (const hub of this.#hubs) this.#wantFullList(hub, now);
+          for (const hub of this.#hubs) {
+            this.#wantFullList(hub, now, "a handshake from an unknown key");
+          }
         }
         return;
       case "none":
@@ -975,9 +985,10 @@ export class Mesh {
   }
 
   /** Asks `hub`, if registered, for the full member list soon (at most every 5.5 s). */
-  #wantFullList(hub: HubState, now: number): void {
+  #wantFullList(hub: HubState, now: number, why: string): void {
     if (!hub.registered || hub.fullListWanted) return;
     hub.fullListWanted = true;
+    hubLog.debug("asking hub {hub} for the member list: {why}", { hub: hub.key, why });
     hub.nextRegisterMs = Math.min(
       hub.nextRegisterMs,
       Math.max(now, hub.lastFullListMs + FULL_LIST_RETRY_MS),
@@ -992,19 +1003,17 @@ export class Mesh {
   #checkMemberCount(hub: HubState, now: number): void {
     hub.countCheckMs = Number.POSITIVE_INFINITY;
     let known = 0;
-    for (const m of this.#members.values()) if (m.hubObserved.has(hub.key)) known++;
+    // Members that joined since the count are not in it: they must not hide one we lack.
+    for (const m of this.#members.values()) {
+      if (m.hubObserved.has(hub.key) && m.firstSeenMs <= hub.hubMembersUntilMs) known++;
+    }
     if (hub.hubMembers - 1 <= known) {
       hub.countRetries = 0;
       return;
     }
     if (hub.countRetries >= FULL_LIST_MAX_RETRIES) return;
     hub.countRetries++;
-    hubLog.debug("hub {hub} counts {count} other members, we know {known}: asking for the list", {
-      hub: hub.key,
-      count: hub.hubMembers - 1,
-      known,
-    });
-    this.#wantFullList(hub, now);
+    this.#wantFullList(hub, now, `it counts ${hub.hubMembers - 1} other members, we know ${known}`);
   }
 
   /** Our re-registration interval with `hub`: ours, or shorter if the hub asks for it. */
@@ -1016,7 +1025,8 @@ export class Mesh {
   #register(hub: HubState, fullList: boolean): void {
     if (this.#advert === null) return;
     hub.registrations++;
-    if (fullList || !hub.registered) {
+    hub.askedFullList = fullList || !hub.registered;
+    if (hub.askedFullList) {
       hub.lastFullListMs = this.#o.now();
       hub.fullListWanted = false;
     }
@@ -1105,6 +1115,7 @@ export class Mesh {
         hub.askedKeepaliveMs = msg.keepaliveS * 1000;
         // Compared once a full list we just asked for has had time to arrive.
         hub.hubMembers = msg.members;
+        hub.hubMembersUntilMs = now + (hub.askedFullList ? FULL_LIST_ARRIVAL_MS : 0);
         hub.countCheckMs = Math.max(now, hub.lastFullListMs + FULL_LIST_RETRY_MS);
         return;
       }

@@ -641,7 +641,7 @@ function lostPush(seed: number, victim: "a" | "c", cBehindNat = false) {
       lost++;
     }
   };
-  return { net, a, b, c, joinedMs: net.nowMs, lost: () => lost };
+  return { net, common, a, b, c, joinedMs: net.nowMs, lost: () => lost };
 }
 
 Deno.test("mesh: a lost MEMBER push is noticed from the hub's member count within one hub keepalive", () => {
@@ -698,6 +698,18 @@ Deno.test("mesh: a joiner behind a NAT that misses a member in its first list as
   // tells it, once the list it asked for has had time to arrive (5.5 s), not 20 s later.
   const w = lostPush(24, "c", true);
   const ok = w.net.runUntil(() => meshComplete([w.a, w.b, w.c]), 8_000);
+  assert.equal(w.lost(), 1, "the MEMBER about A to C was not dropped");
+  assert.ok(ok, `no full mesh ${w.net.nowMs - w.joinedMs} ms after C joined`);
+});
+
+Deno.test("mesh: a member that joins right after us does not hide one our first list lacked", () => {
+  // C's first list lacks A; D joins 2 s later and the hub tells C at once. Counting D against
+  // the hub's count from before D joined would make C think it knows everyone.
+  const w = lostPush(25, "c", true);
+  w.net.runFor(2_000);
+  const d = addMember(w.net, { ...w.common, name: "d", host: w.net.host("198.18.4.10") });
+  const all = [w.a, w.b, w.c, d];
+  const ok = w.net.runUntil(() => meshComplete(all), 6_000);
   assert.equal(w.lost(), 1, "the MEMBER about A to C was not dropped");
   assert.ok(ok, `no full mesh ${w.net.nowMs - w.joinedMs} ms after C joined`);
 });
