@@ -102,8 +102,11 @@ const SUSPECT_REGISTER_MS = 2_000;
 const FULL_LIST_RETRY_MS = 5_500;
 /** Full lists asked in a row because a hub counts members we lack; then the regular ones only. */
 const FULL_LIST_MAX_RETRIES = 3;
-/** A full list follows its REGISTERED at once; this covers reordering on the path. */
-const FULL_LIST_ARRIVAL_MS = 1_000;
+/**
+ * A full list follows its REGISTERED back to back; this covers jitter on the path. Longer would
+ * let a member that joined just after the count hide one we lack; shorter only costs a list.
+ */
+const FULL_LIST_ARRIVAL_MS = 300;
 
 /** Timer settings of the mesh, all in milliseconds. */
 export interface MeshTimers {
