@@ -150,6 +150,8 @@ Deno.test({
         // 19% expected per round trip; a pair at more than 50% would mean a broken edge.
         for (const r of results) {
           assert.ok(r.result.lossPercent <= 50, `${r.pair}: ${r.result.lossPercent}% lost`);
+          // The links really were bad: each echo crossed the core twice, ≥ 50 ms each time.
+          assert.ok(Math.min(...r.result.rttsMs) >= 99, `${r.pair}: RTT ${r.result.rttsMs}`);
         }
         const left = STAY_UP_MS - (performance.now() - started);
         if (left > 0) await new Promise((r) => setTimeout(r, left));
@@ -168,6 +170,8 @@ Deno.test({
         console.log(`bad links: delay line ${(await net.delay.waitForLine(/^stats /)).line}`);
         const c = await net.counters();
         console.log(`bad links: core lost ${c.lost} of ${c.offered} packets`);
+        const lostPercent = (100 * c.lost) / c.offered;
+        assert.ok(lostPercent >= 7 && lostPercent <= 13, `core lost ${lostPercent.toFixed(1)}%`);
       },
     );
   } finally {
