@@ -89,8 +89,14 @@ export const PUNCH_DURATION_MS = 20_000;
 export const HUB_RETRY_MS = 2_000;
 /** Extra silence, beyond one keepalive interval, before a quiet edge is probed. */
 const PROBE_GRACE_MS = 5_000;
-/** Interval between probes of a quiet edge (WireGuard's REKEY_TIMEOUT). */
+/** Interval between probes of a quiet edge (WireGuard's REKEY_TIMEOUT)... */
 const PROBE_INTERVAL_MS = 5_000;
+/**
+ * ...or three round trips, at least this, once the edge's RTT is known. The silence before an
+ * edge is declared down must hold several probes: on a lossy path (10% each way, 19% of probes
+ * fail) three probes 5 s apart lost edges that were alive.
+ */
+const PROBE_INTERVAL_MIN_MS = 1_000;
 /** How often members are re-checked by the policy (certificate expiry, revocation). */
 const RECHECK_INTERVAL_MS = 1_000;
 /** Most local addresses put in an advert (the advert format's limit). */
@@ -109,6 +115,18 @@ const MAX_PENDING_PROBES = 64;
 export const UNANSWERED_MS = 1_500;
 /** Most one such early re-registration per this interval. */
 const SUSPECT_REGISTER_MS = 2_000;
+/**
+ * Least time between two full member lists asked of one hub outside the regular schedule: a bit
+ * more than the hub's own limit (`FULL_LIST_MIN_INTERVAL_MS` in hub/registry.ts, 5 s).
+ */
+const FULL_LIST_RETRY_MS = 5_500;
+/** Full lists asked in a row because a hub counts members we lack; then the regular ones only. */
+const FULL_LIST_MAX_RETRIES = 3;
+/**
+ * A full list follows its REGISTERED back to back; this covers jitter on the path. Longer would
+ * let a member that joined just after the count hide one we lack; shorter only costs a list.
+ */
+const FULL_LIST_ARRIVAL_MS = 300;
 
 /** Timer settings of the mesh, all in milliseconds. */
 export interface MeshTimers {
@@ -269,6 +287,20 @@ interface HubState {
   observed: string;
   /** The interval the hub asks for (it expires members that miss a few); 0 until it says. */
   askedKeepaliveMs: number;
+  /** When we last asked it for the full member list. */
+  lastFullListMs: number;
+  /** Ask for the full list at the next registration: we seem to have missed a member. */
+  fullListWanted: boolean;
+  /** Members of the network by the hub's last REGISTERED (us included). */
+  hubMembers: number;
+  /** Members first heard of until then are in that count (a list that follows included). */
+  hubMembersUntilMs: number;
+  /** Our latest registration asked for the full list. */
+  askedFullList: boolean;
+  /** When to compare that count with the members we know through the hub; Infinity: none. */
+  countCheckMs: number;
+  /** Full lists asked in a row because of a count mismatch. */
+  countRetries: number;
 }
 
 /** Counters of everything the mesh dropped, by reason. */
@@ -336,6 +368,13 @@ export class Mesh {
       registrations: 0,
       observed: "",
       askedKeepaliveMs: 0,
+      lastFullListMs: Number.NEGATIVE_INFINITY,
+      fullListWanted: false,
+      hubMembers: 0,
+      hubMembersUntilMs: 0,
+      askedFullList: false,
+      countCheckMs: Number.POSITIVE_INFINITY,
+      countRetries: 0,
     }));
     const now = options.now();
     for (const s of options.staticPeers ?? []) {
@@ -629,6 +668,14 @@ export class Mesh {
     switch (result.kind) {
       case "drop":
         this.#drop(`wg-${result.reason}`);
+        // A valid initiation (mac1 needs our public key) from a key we do not know: most likely
+        // a member whose MEMBER message we lost. Without this we would only learn of it at the
+        // next regular full list, up to three hub keepalives (a minute) later.
+        if (result.reason === "unknown_peer") {
+          for (const hub of this.#hubs) {
+            this.#wantFullList(hub, now, "a handshake from an unknown key");
+          }
+        }
         return;
       case "none":
         return;
@@ -848,7 +895,10 @@ export class Mesh {
     ) {
       // WireGuard keepalives are one-sided (a received packet resets the peer's timer), so a
       // quiet edge is asked for an answer: a handshake initiation always gets a response.
-      member.nextProbeMs = now + PROBE_INTERVAL_MS;
+      member.nextProbeMs = now +
+        (member.rttMs > 0
+          ? Math.min(PROBE_INTERVAL_MS, Math.max(PROBE_INTERVAL_MIN_MS, 3 * member.rttMs))
+          : PROBE_INTERVAL_MS);
       member.lastInitSentMs = now;
       this.#o.send(member.peer.createInitiation(now), member.endpoint);
       edgeLog.debug("edge to {name} is stale (quiet for {seconds} s), probing", {
@@ -1148,9 +1198,42 @@ export class Mesh {
       });
       this.#o.onEvent?.({ kind: "hub-lost", hub: hub.key });
     }
+    if (now >= hub.countCheckMs) this.#checkMemberCount(hub, now);
     if (now < hub.nextRegisterMs || this.#advert === null) return;
     hub.nextRegisterMs = now + (hub.registered ? this.#hubInterval(hub) : HUB_RETRY_MS);
-    this.#register(hub, hub.registrations % 3 === 0);
+    this.#register(hub, hub.registrations % 3 === 0 || hub.fullListWanted);
+  }
+
+  /** Asks `hub`, if registered, for the full member list soon (at most every 5.5 s). */
+  #wantFullList(hub: HubState, now: number, why: string): void {
+    if (!hub.registered || hub.fullListWanted) return;
+    hub.fullListWanted = true;
+    hubLog.debug("asking hub {hub} for the member list: {why}", { hub: hub.key, why });
+    hub.nextRegisterMs = Math.min(
+      hub.nextRegisterMs,
+      Math.max(now, hub.lastFullListMs + FULL_LIST_RETRY_MS),
+    );
+  }
+
+  /**
+   * The hub counts us too. Knowing fewer members through it than it has means a MEMBER message
+   * was lost (UDP): ask for the full list now, not at the regular one (every third registration,
+   * up to a minute away). A few times in a row at most: a member we refuse stays uncounted.
+   */
+  #checkMemberCount(hub: HubState, now: number): void {
+    hub.countCheckMs = Number.POSITIVE_INFINITY;
+    let known = 0;
+    // Members that joined since the count are not in it: they must not hide one we lack.
+    for (const m of this.#members.values()) {
+      if (m.hubObserved.has(hub.key) && m.firstSeenMs <= hub.hubMembersUntilMs) known++;
+    }
+    if (hub.hubMembers - 1 <= known) {
+      hub.countRetries = 0;
+      return;
+    }
+    if (hub.countRetries >= FULL_LIST_MAX_RETRIES) return;
+    hub.countRetries++;
+    this.#wantFullList(hub, now, `it counts ${hub.hubMembers - 1} other members, we know ${known}`);
   }
 
   /** Our re-registration interval with `hub`: ours, or shorter if the hub asks for it. */
@@ -1162,6 +1245,11 @@ export class Mesh {
   #register(hub: HubState, fullList: boolean): void {
     if (this.#advert === null) return;
     hub.registrations++;
+    hub.askedFullList = fullList || !hub.registered;
+    if (hub.askedFullList) {
+      hub.lastFullListMs = this.#o.now();
+      hub.fullListWanted = false;
+    }
     this.#o.send(
       encodeHubMessage({
         kind: "register",
@@ -1245,6 +1333,10 @@ export class Mesh {
           });
         }
         hub.askedKeepaliveMs = msg.keepaliveS * 1000;
+        // Compared once a full list we just asked for has had time to arrive.
+        hub.hubMembers = msg.members;
+        hub.hubMembersUntilMs = now + (hub.askedFullList ? FULL_LIST_ARRIVAL_MS : 0);
+        hub.countCheckMs = Math.max(now, hub.lastFullListMs + FULL_LIST_RETRY_MS);
         return;
       }
       case "member":

@@ -596,3 +596,120 @@ Deno.test({
     assert.ok(n <= 16, `A keeps ${n} candidates for B`);
   },
 });
+
+/**
+ * A and B (each behind a NAT) form their edge and register a while; then member C (public, or
+ * behind its own NAT) joins and the hub's MEMBER message about the newcomer to `victim` is lost (the tap makes it
+ * unreadable). Returns the world's parts and the virtual time C joined.
+ */
+function lostPush(seed: number, victim: "a" | "c", cBehindNat = false) {
+  const net = new FakeNet({ seed });
+  const psk = net.rng.bytes(32);
+  new FakeHub(net, [HUB], { keepaliveMs: HUB_KEEPALIVE_MS });
+  const common = { psk, hubs: [HUB], timers: TIMERS };
+  const a = addMember(net, {
+    ...common,
+    name: "a",
+    host: net.host("198.19.1.2", net.nat("198.18.1.1")),
+  });
+  const b = addMember(net, {
+    ...common,
+    name: "b",
+    host: net.host("198.19.2.2", net.nat("198.18.2.1")),
+  });
+  assert.ok(net.runUntil(() => meshComplete([a, b]), 10_000));
+  // Past A's first regular full list (its registration at 20 s): the next one is a minute later.
+  net.runFor(25_000);
+  // victim "a": A (NATed) misses C's arrival; victim "c": C misses A in its first full list.
+  let lost = 0;
+  const c = addMember(net, {
+    ...common,
+    name: "c",
+    host: cBehindNat ? net.host("198.19.3.2", net.nat("198.18.3.1")) : net.host("198.18.3.10"),
+  });
+  const aId = nodeIdOf(psk, a.mesh.publicKey);
+  const cId = nodeIdOf(psk, c.mesh.publicKey);
+  net.tap = (d) => {
+    if (lost > 0 || d.data[0] !== 0x14) return;
+    const msg = decodeHubMessage(d.data);
+    if (msg.kind !== "member") return;
+    const hit = victim === "a"
+      ? d.to.hostname === a.host.ip && sameBytes(msg.nodeId, cId)
+      : d.to.hostname === c.host.ip && sameBytes(msg.nodeId, aId);
+    if (hit) {
+      d.data[0] = 0; // unreadable: dropped as an unknown type
+      lost++;
+    }
+  };
+  return { net, common, a, b, c, joinedMs: net.nowMs, lost: () => lost };
+}
+
+Deno.test("mesh: a lost MEMBER push is noticed from the hub's member count within one hub keepalive", () => {
+  // A is behind a NAT: C's punches never reach it, only the hub can tell it about C. Before,
+  // A learnt of C at its next regular full list (every third registration, up to a minute).
+  const w = lostPush(21, "a");
+  const ok = w.net.runUntil(() => meshComplete([w.a, w.b, w.c]), HUB_KEEPALIVE_MS + 5_000);
+  assert.equal(w.lost(), 1, "the MEMBER push to A was not dropped");
+  assert.ok(ok, `no full mesh ${w.net.nowMs - w.joinedMs} ms after C joined`);
+});
+
+Deno.test("mesh: a handshake from an unknown member makes us ask the hub for the full list", () => {
+  // C (public) misses A in its first full list; A knows C and punches it. C answers nothing
+  // (unknown key) but asks the hub again within seconds instead of at its next full list.
+  const w = lostPush(22, "c");
+  const ok = w.net.runUntil(() => meshComplete([w.a, w.b, w.c]), 8_000);
+  assert.equal(w.lost(), 1, "the MEMBER about A to C was not dropped");
+  assert.ok(ok, `no full mesh ${w.net.nowMs - w.joinedMs} ms after C joined`);
+  assert.ok((w.c.mesh.status().drops["wg-unknown_peer"] ?? 0) > 0);
+});
+
+Deno.test("mesh: a quiet edge survives its first four probes being lost", () => {
+  // Keepalive 5 s: a quiet edge is probed after 10 s of silence and declared down after 25 s.
+  // Probes 5 s apart gave that window four probes at most (at 10, 15, 20 and 25 s); at 10% loss
+  // each way 19% of probes fail, and live edges went down. Retried after three round trips (at
+  // least 1 s), the window holds many more.
+  const w = world(23, {
+    ...TIMERS,
+    rekeyAfterMs: 120_000,
+    rejectAfterMs: 180_000,
+    keepaliveMs: 5_000,
+  });
+  const bPublic = publicEndpoint(w, w.b);
+  const c = fmt(w.c.socket.endpoint);
+  let killed = 0;
+  w.net.tap = (d) => {
+    if (fmt(d.from) === bPublic && fmt(d.to) === c && d.data[0] === 4) {
+      d.data[0] = 0; // C hears nothing from B but handshake responses: its edge to B is quiet
+    } else if (fmt(d.from) === c && d.to.hostname === w.b.host.ip && d.data[0] === 1) {
+      if (killed < 4) {
+        d.data[0] = 0; // C's first four probes are lost
+        killed++;
+      }
+    }
+  };
+  w.net.runFor(60_000);
+  assert.equal(killed, 4);
+  assert.deepEqual(w.c.events.filter((e) => e.kind === "edge-down"), []);
+  assert.equal(memberStatus(w.c, "b").up, true);
+});
+
+Deno.test("mesh: a joiner behind a NAT that misses a member in its first list asks again", () => {
+  // Nobody's punches reach C through its NAT: only the hub's count (3 members, C knows 1)
+  // tells it, once the list it asked for has had time to arrive (5.5 s), not 20 s later.
+  const w = lostPush(24, "c", true);
+  const ok = w.net.runUntil(() => meshComplete([w.a, w.b, w.c]), 8_000);
+  assert.equal(w.lost(), 1, "the MEMBER about A to C was not dropped");
+  assert.ok(ok, `no full mesh ${w.net.nowMs - w.joinedMs} ms after C joined`);
+});
+
+Deno.test("mesh: a member that joins right after us does not hide one our first list lacked", () => {
+  // C's first list lacks A; D joins 2 s later and the hub tells C at once. Counting D against
+  // the hub's count from before D joined would make C think it knows everyone.
+  const w = lostPush(25, "c", true);
+  w.net.runFor(2_000);
+  const d = addMember(w.net, { ...w.common, name: "d", host: w.net.host("198.18.4.10") });
+  const all = [w.a, w.b, w.c, d];
+  const ok = w.net.runUntil(() => meshComplete(all), 6_000);
+  assert.equal(w.lost(), 1, "the MEMBER about A to C was not dropped");
+  assert.ok(ok, `no full mesh ${w.net.nowMs - w.joinedMs} ms after C joined`);
+});
