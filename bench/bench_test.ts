@@ -22,12 +22,14 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const before = new Set(await listNamespaces(""));
+    // The bench's labs get their own prefix: other labs running meanwhile are not our leftovers.
+    const prefix = "mhbq";
     const json = await Deno.makeTempFile({ prefix: "meshub-bench-", suffix: ".json" });
     try {
       const child = new Deno.Command(Deno.execPath(), {
         args: ["run", "--quiet", "--allow-all", "--unstable-net", "--config", CONFIG, MAIN]
           .concat(["--quick", "--json", json]),
+        env: { MESHUB_LAB_PREFIX: prefix },
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
@@ -52,7 +54,7 @@ Deno.test({
       console.log(text.slice(text.indexOf("meshub bench")));
     } finally {
       await Deno.remove(json).catch(() => {});
-      const left = (await listNamespaces("")).filter((n) => !before.has(n));
+      const left = await listNamespaces(prefix);
       assert.deepEqual(left, [], "namespaces left behind");
     }
   },

@@ -428,10 +428,21 @@ export interface LabOptions {
   handleSignals?: boolean;
 }
 
-/** A random prefix for one run: "mh" + 4 hex digits. */
-export function randomLabPrefix(base = "mh"): string {
+/**
+ * A random prefix for one run: "mh" (or `MESHUB_LAB_PREFIX`, so a parent test can tell its child
+ * process's namespaces from those of other labs on the machine) + 4 hex digits.
+ */
+export function randomLabPrefix(base = labPrefixBase()): string {
   const b = crypto.getRandomValues(new Uint8Array(2));
   return base + [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function labPrefixBase(): string {
+  try {
+    return Deno.env.get("MESHUB_LAB_PREFIX") ?? "mh";
+  } catch {
+    return "mh"; // no --allow-env
+  }
 }
 
 /** A lab of network namespaces that cleans up after itself. Needs root. */
