@@ -34,9 +34,19 @@ async function failedPairs(
   from: readonly ClientNode[],
   to: readonly ClientNode[],
 ): Promise<string[]> {
-  return (await pingPairs(lab, from, to))
-    .filter((p) => p.result.received !== p.result.transmitted)
-    .map((p) => `${p.from.name}→${p.to.name}: ${p.result.received}/${p.result.transmitted}`);
+  const failed: string[] = [];
+  for (const p of await pingPairs(lab, from, to)) {
+    if (p.result.received === p.result.transmitted) continue;
+    // One lost echo on a loaded 2-core machine is not a broken edge; a second lossy round is.
+    const [again] = await pingPairs(lab, [p.from], [p.to]);
+    if (again!.result.received !== again!.result.transmitted) {
+      failed.push(
+        `${p.from.name}→${p.to.name}: ${p.result.received}/${p.result.transmitted}, ` +
+          `then ${again!.result.received}/${again!.result.transmitted}`,
+      );
+    }
+  }
+  return failed;
 }
 
 Deno.test({
