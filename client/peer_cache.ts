@@ -192,7 +192,9 @@ export class PeerCacheFile {
         this.#fd = null;
         return;
       } catch (err) {
-        if (!(err instanceof Deno.errors.PermissionDenied) || this.#fd === null) throw err;
+        const denied = err instanceof Deno.errors.PermissionDenied ||
+          err instanceof Deno.errors.NotCapable;
+        if (!denied || this.#fd === null) throw err;
         this.#renameFailed = true;
       }
     }
