@@ -1250,7 +1250,7 @@ export class Mesh {
           : "peer" in via
           ? ` through ${via.peer.name}`
           : " (it said hello)";
-        punchLog.info(`member {name} ({address}) discovered${how}, punching`, event);
+        punchLog.info("member {name} ({address}) discovered{how}, punching", { ...event, how });
         this.#o.onEvent?.(event);
         changed = true;
       } else if (advert.timestampMs > member.advertTimestamp) {

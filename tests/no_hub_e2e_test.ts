@@ -101,10 +101,24 @@ Deno.test({
       for (const e of edges) {
         assert.equal(hostOf(e.endpoint), topo.clients[e.peer]!.publicAddress, `c2→${e.peer}`);
       }
-      // c3's NAT only let c2's new mapping in once c1 had introduced them.
-      await nodes[2]!.proc.waitForLine(/member c2 \S+ discovered through c1|edge to c2 moved/, {
-        timeoutMs: 30_000,
+      // c3's NAT only let c2's new mapping in once c1 had introduced them: c3 learnt c2's new
+      // endpoint from a member (no hub is left to tell it).
+      const c3 = nodes[2]!;
+      const status = await lab.exec(c3.site.ns, meshubCommand("status", "--json", c3.configPath), {
+        check: true,
+        timeoutMs: 60_000,
       });
+      const c2Row = JSON.parse(status.stdout).members.find((m: { name: string }) =>
+        m.name === "c2"
+      );
+      assert.ok(c2Row, "c3 does not know c2");
+      assert.equal(hostOf(c2Row.endpoint), old.site.publicAddress);
+      assert.ok(
+        c2Row.candidates.some((c: { source: string; endpoint: string }) =>
+          c.source === "peer" && c.endpoint === c2Row.endpoint
+        ),
+        `c3 never heard of c2's new endpoint from c1: ${JSON.stringify(c2Row.candidates)}`,
+      );
       assert.deepEqual(await failedPairs(lab, nodes, nodes), []);
       assert.ok(hub.exited, "the hub must be dead");
     });
