@@ -58,10 +58,13 @@ import { encodeBase64 } from "../util/base64.ts";
 import { classifyNat, type NatKind } from "./nat_kind.ts";
 import {
   decodeHello,
+  decodeIntro,
   decodePeers,
   encodeHello,
+  encodeIntro,
   encodePeers,
   HELLO_TYPE,
+  INTRO_TYPE,
   type PeerEntry,
   PEERS_TYPE,
 } from "../protocol/signal.ts";
@@ -727,7 +730,7 @@ export class Mesh {
       }
       case "data": {
         const member = result.peer.context as Member;
-        if (result.packet[0] === PEERS_TYPE) {
+        if (result.packet[0] === PEERS_TYPE || result.packet[0] === INTRO_TYPE) {
           this.#authenticated(member, from, now, true);
           this.#handleSignal(member, result.packet, now);
           for (const p of result.outgoing) this.#o.send(p, from);
@@ -862,11 +865,21 @@ export class Mesh {
     if (
       !member.up && now >= member.retryAtMs &&
       (member.bootstrapEndpoint !== null ||
-        (member.cachedEndpoints.length > 0 && member.lastUpWallMs === 0))
+        (member.lastUpWallMs === 0 &&
+          (member.cachedEndpoints.length > 0 || member.peerObserved.size > 0)))
     ) {
-      // No hub may ever tell us about these: keep trying now and then, backing off.
+      // No hub may ever tell us about these: keep trying now and then, backing off. A member
+      // we were introduced to is asked to introduce us again (the first introduction may have
+      // been lost, or come before the other side could punch).
       member.retryAtMs = now + member.retryIntervalMs;
       member.retryIntervalMs = Math.min(member.retryIntervalMs * 2, RETRY_MAX_MS);
+      let asked = 0;
+      for (const id of member.peerObserved.keys()) {
+        const introducer = this.#members.get(id);
+        if (introducer === undefined || !introducer.up || asked >= 2) continue;
+        this.#sendSignal(introducer, encodeIntro([unhex(member.id)]), now);
+        asked++;
+      }
       this.#startPunching(member, now);
       return;
     }
@@ -1340,15 +1353,34 @@ export class Mesh {
     this.#handleMember({ hello: true }, hello.nodeId, null, hello.advert, now);
   }
 
-  /** PEERS from a member over our edge: members it knows, and where it sees them. */
+  /**
+   * Signalling from a member over our edge: PEERS (members it knows, and where it sees them) or
+   * INTRO (introduce me to these members again).
+   */
   #handleSignal(sender: Member, packet: Uint8Array, now: number): void {
     if (sender.staticEndpoint !== null) return this.#drop("signal-from-static-peer");
     if (!sender.signalBucket.take(now)) return this.#drop("signal-rate");
+    if (packet[0] === INTRO_TYPE) return this.#handleIntro(sender, packet, now);
     const entries = decodePeers(packet);
     if (entries === null) return this.#drop("signal-malformed");
     for (const e of entries) {
       this.#handleMember({ peer: sender }, e.nodeId, e.endpoint, e.advert, now);
     }
+  }
+
+  #handleIntro(sender: Member, packet: Uint8Array, now: number): void {
+    const ids = decodeIntro(packet);
+    if (ids === null) return this.#drop("signal-malformed");
+    if (sender.sealed === null) return;
+    const back: PeerEntry[] = [];
+    for (const id of ids) {
+      const x = this.#members.get(hex(id));
+      if (x === undefined || x === sender || !x.up || x.sealed === null) continue;
+      if (x.staticEndpoint !== null) continue;
+      this.#sendSignal(x, encodePeers([this.#entryOf(sender)])[0]!, now);
+      back.push(this.#entryOf(x));
+    }
+    for (const msg of encodePeers(back)) this.#sendSignal(sender, msg, now);
   }
 
   /**

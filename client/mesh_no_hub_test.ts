@@ -285,3 +285,36 @@ Deno.test("mesh: a bootstrap member that is down at start is tried again until i
   w.c.host.up = true;
   assert.ok(w.net.runUntil(() => complete([w.a, w.b, w.c, d]), 120_000), "d never joined");
 });
+
+Deno.test("mesh: a lost introduction is asked for again when punching runs out", () => {
+  const w = world(9);
+  w.hub.down();
+  // Every PEERS to b in d's first 10 s is lost (transport datagrams above keepalive size): c's
+  // introduction, and a's once d and a meet.
+  const until = w.net.nowMs + 10_000;
+  const deliver = w.b.socket.receive;
+  let lost = 0;
+  w.b.socket.receive = (data, from) => {
+    if (w.net.nowMs < until && data[0] === 4 && data.length > 100) {
+      lost++;
+      return;
+    }
+    deliver(data, from);
+  };
+  const natD = w.net.nat("198.18.4.1");
+  const d = addMember(w.net, {
+    name: "d",
+    host: w.net.host("198.19.4.2", natD),
+    psk: w.psk,
+    hubs: [HUB],
+    timers: TIMERS,
+    extra: {
+      bootstrap: [{ endpoint: w.c.socket.endpoint, publicKey: publicKeyOf(w.keys.get(w.c)!) }],
+    },
+  });
+  w.net.runFor(10_000);
+  assert.ok(lost > 0, "no introduction was lost: the test tests nothing");
+  assert.ok(!edgeOf(d, "b").up, "b and d met although the introduction was lost");
+  assert.ok(w.net.runUntil(() => complete([w.a, w.b, w.c, d]), 60_000), "b and d never met");
+  assertDelivers(w.net, d, w.b, 1);
+});

@@ -8,6 +8,7 @@
  * | ---- | ----- | ----------------------------------------- | ----------------------------------------- |
  * | 0x18 | HELLO | plain UDP, sent with punches              | network_id, node_id, u16 len, advert       |
  * | 0x19 | PEERS | only inside a WireGuard transport packet  | u16 body_len, count u8, count × entry      |
+ * | 0x1a | INTRO | only inside a WireGuard transport packet  | u16 body_len, count u8, count × node_id    |
  *
  * The header is the one of `hub_messages.ts` (`type u8 | version u8 (= 1) | flags u8 |
  * reserved u8 (= 0)`); the type bytes come from its range reserved for signalling (`0x18..0x1f`).
@@ -24,6 +25,11 @@
  *   is a member I know, and where I see it": sent to a member whose edge just came up (the others
  *   I know) and to the others about it (an introduction: both sides then punch at once).
  *   `body_len` gives the length because WireGuard pads the plaintext.
+ * - **INTRO** asks a member to introduce us (again) to the members listed: a node that learnt of
+ *   a member through it but could not reach it sends this when its punching runs out (an
+ *   introduction may have been lost, or the other side's NAT filtered us). The member answers by
+ *   sending each listed member it has an edge to a PEERS about us, and us a fresh PEERS about
+ *   them, so both sides punch at the same time again.
  *
  * Decoded byte fields are views into the input (no copies).
  *
@@ -42,6 +48,8 @@ import {
 export const HELLO_TYPE = 0x18;
 /** Type byte of PEERS (inside an edge). */
 export const PEERS_TYPE = 0x19;
+/** Type byte of INTRO (inside an edge). */
+export const INTRO_TYPE = 0x1a;
 /** Most entries in one PEERS message. */
 export const PEERS_MAX_ENTRIES = 16;
 /**
@@ -179,14 +187,51 @@ export function encodePeers(entries: readonly PeerEntry[]): Uint8Array[] {
  * padded), or -1 when it is not one. The WireGuard layer uses it to strip the padding.
  */
 export function edgeMessageLength(plain: Uint8Array): number {
-  if (!validHeader(plain, PEERS_TYPE) || plain.length < PEERS_HEADER_LEN) return -1;
+  const type = plain[0];
+  if (type !== PEERS_TYPE && type !== INTRO_TYPE) return -1;
+  if (!validHeader(plain, type) || plain.length < PEERS_HEADER_LEN) return -1;
   const len = PEERS_HEADER_LEN + u16(plain, HEADER_LEN);
   return len > plain.length || len > PEERS_MAX_LEN ? -1 : len;
 }
 
+/** Encodes an INTRO for `nodeIds` (1..{@linkcode PEERS_MAX_ENTRIES} ids of 16 bytes). */
+export function encodeIntro(nodeIds: readonly Uint8Array[]): Uint8Array {
+  if (nodeIds.length < 1 || nodeIds.length > PEERS_MAX_ENTRIES) {
+    throw new RangeError(`1..${PEERS_MAX_ENTRIES} node ids`);
+  }
+  const out = new Uint8Array(PEERS_HEADER_LEN + 1 + nodeIds.length * ID_LEN);
+  header(out, INTRO_TYPE);
+  const bodyLen = out.length - PEERS_HEADER_LEN;
+  out[HEADER_LEN] = bodyLen >> 8;
+  out[HEADER_LEN + 1] = bodyLen & 0xff;
+  out[PEERS_HEADER_LEN] = nodeIds.length;
+  nodeIds.forEach((id, i) => {
+    if (id.length !== ID_LEN) throw new RangeError(`node id needs ${ID_LEN} bytes`);
+    out.set(id, PEERS_HEADER_LEN + 1 + i * ID_LEN);
+  });
+  return out;
+}
+
+/** Decodes an INTRO (padding already stripped): the node ids; null when malformed. */
+export function decodeIntro(bytes: Uint8Array): Uint8Array[] | null {
+  if (bytes[0] !== INTRO_TYPE || edgeMessageLength(bytes) !== bytes.length) return null;
+  const count = bytes[PEERS_HEADER_LEN] ?? 0;
+  if (count === 0 || count > PEERS_MAX_ENTRIES) return null;
+  if (bytes.length !== PEERS_HEADER_LEN + 1 + count * ID_LEN) return null;
+  const ids: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = PEERS_HEADER_LEN + 1 + i * ID_LEN;
+    ids.push(bytes.subarray(at, at + ID_LEN));
+  }
+  return ids;
+}
+
 /** Decodes a PEERS message (padding already stripped); null when malformed. Never throws. */
 export function decodePeers(bytes: Uint8Array): PeerEntry[] | null {
-  if (edgeMessageLength(bytes) !== bytes.length || bytes.length < PEERS_HEADER_LEN + 1) {
+  if (
+    bytes[0] !== PEERS_TYPE || edgeMessageLength(bytes) !== bytes.length ||
+    bytes.length < PEERS_HEADER_LEN + 1
+  ) {
     return null;
   }
   const count = bytes[PEERS_HEADER_LEN]!;

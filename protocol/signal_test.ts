@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import {
   decodeHello,
+  decodeIntro,
   decodePeers,
   edgeMessageLength,
   encodeHello,
+  encodeIntro,
   encodePeers,
   HELLO_TYPE,
   type PeerEntry,
@@ -90,4 +92,19 @@ Deno.test("decodePeers() rejects truncations, trailing bytes and bad counts with
     junk.set([PEERS_TYPE, 1, 0, 0, (junk.length - 6) >> 8, (junk.length - 6) & 0xff]);
     decodePeers(junk);
   }
+});
+
+Deno.test("encodeIntro()/decodeIntro() round-trip; INTRO and PEERS are never confused", () => {
+  const ids = [new Uint8Array(16).fill(1), new Uint8Array(16).fill(2)];
+  const msg = encodeIntro(ids);
+  assert.deepEqual(decodeIntro(msg), ids);
+  assert.equal(decodePeers(msg), null);
+  const padded = new Uint8Array(msg.length + 7);
+  padded.set(msg);
+  assert.equal(edgeMessageLength(padded), msg.length);
+  const [peers] = encodePeers([entry(1)]);
+  assert.equal(decodeIntro(peers!), null);
+  for (let n = 0; n < msg.length; n++) assert.equal(decodeIntro(msg.subarray(0, n)), null);
+  assert.throws(() => encodeIntro([]), RangeError);
+  assert.throws(() => encodeIntro([new Uint8Array(15)]), RangeError);
 });
