@@ -11,7 +11,16 @@ import type { UdpEndpoint } from "./udp.ts";
 import { publicKeyOf } from "../protocol/wireguard/mod.ts";
 import type { CachedPeer } from "./peer_cache.ts";
 import { encodeHello } from "../protocol/signal.ts";
-import { deriveNetworkKeys, nodeIdFromKey } from "../protocol/keys.ts";
+import { deriveNetworkKeys, nodeIdFromKey, ulaPrefix } from "../protocol/keys.ts";
+import {
+  caIdOf,
+  CERT_KIND_NODE,
+  fingerprintOf,
+  selfSignCa,
+  signCertificate,
+} from "../protocol/cert.ts";
+import { caNetworkSecret, CaPolicy, caWireGuardPsk } from "./ca.ts";
+import { ed25519 } from "@noble/curves/ed25519";
 
 const TIMERS: MeshTimers = {
   rekeyAfterMs: 30_000,
@@ -317,4 +326,99 @@ Deno.test("mesh: a lost introduction is asked for again when punching runs out",
   assert.ok(!edgeOf(d, "b").up, "b and d met although the introduction was lost");
   assert.ok(w.net.runUntil(() => complete([w.a, w.b, w.c, d]), 60_000), "b and d never met");
   assertDelivers(w.net, d, w.b, 1);
+});
+
+Deno.test("mesh (CA mode): a cached member whose certificate is revoked or expired is not restored", () => {
+  const net = new FakeNet({ seed: 10 });
+  const caKey = net.rng.bytes(32);
+  const t0S = Math.floor(Date.now() / 1000);
+  const ca = selfSignCa(caKey, "test-ca", t0S - 3600, t0S + 86400);
+  const secret = caNetworkSecret(ca.publicKey, null);
+  const psk = caWireGuardPsk(ca.publicKey, null);
+  const prefix = ulaPrefix(secret);
+  // The virtual clock runs from now; the certificates are dated in wall-clock seconds.
+  const wallClockMs = () => t0S * 1000 + net.nowMs;
+  const hub = new FakeHub(net, [HUB], { keepaliveMs: TIMERS.hubKeepaliveMs });
+  const names = ["a", "b", "c"];
+  const validS = [86400, 86400, 600];
+  const keys = names.map(() => net.rng.bytes(32));
+  const certs = names.map((name, i) => {
+    const address = new Uint8Array(16);
+    address.set(prefix);
+    address[15] = i + 1;
+    return signCertificate({
+      kind: CERT_KIND_NODE,
+      caId: caIdOf(ed25519.getPublicKey(caKey)),
+      publicKey: publicKeyOf(keys[i]!),
+      notBefore: t0S - 60,
+      notAfter: t0S + validS[i]!,
+      name,
+      addresses: [{ address, prefixLength: 48 }],
+      groups: [],
+    }, caKey);
+  });
+  const start = (i: number) =>
+    addMember(net, {
+      name: names[i]!,
+      host: net.host(`198.18.0.${10 + i}`),
+      psk,
+      hubs: [HUB],
+      timers: TIMERS,
+      privateKey: keys[i]!,
+      address: certs[i]!.addresses[0]!.address,
+      extra: { networkSecret: secret, policy: new CaPolicy({ ca, own: certs[i]!, wallClockMs }) },
+    });
+  const members = [0, 1, 2].map(start);
+  assert.ok(net.runUntil(() => complete(members), 30_000), "CA mesh did not form");
+  const cache = members[0]!.mesh.peerCacheEntries();
+  assert.equal(cache.length, 2);
+  hub.down();
+  kill(members[0]!);
+  // 15 minutes on: c's certificate (10 minutes) has expired; b's is revoked in the new config.
+  net.runFor(15 * 60_000);
+  const a2 = addMember(net, {
+    name: "a",
+    host: members[0]!.host,
+    psk,
+    hubs: [HUB],
+    timers: TIMERS,
+    privateKey: keys[0]!,
+    address: certs[0]!.addresses[0]!.address,
+    port: 40_000,
+    extra: {
+      networkSecret: secret,
+      policy: new CaPolicy({
+        ca,
+        own: certs[0]!,
+        wallClockMs,
+        revoked: [fingerprintOf(certs[1]!)],
+      }),
+      peerCache: cache,
+    },
+  });
+  net.runFor(30_000);
+  assert.deepEqual(a2.mesh.status().members, []);
+  const drops = a2.mesh.status().drops;
+  assert.equal(drops["member-revoked"], 1);
+  assert.equal(drops["member-expired"], 1);
+  // The same cache without the revocation: b (still valid) comes back, c (expired) does not.
+  kill(a2);
+  const a3 = addMember(net, {
+    name: "a",
+    host: members[0]!.host,
+    psk,
+    hubs: [HUB],
+    timers: TIMERS,
+    privateKey: keys[0]!,
+    address: certs[0]!.addresses[0]!.address,
+    port: 40_001,
+    extra: {
+      networkSecret: secret,
+      policy: new CaPolicy({ ca, own: certs[0]!, wallClockMs }),
+      peerCache: cache,
+    },
+  });
+  assert.ok(net.runUntil(() => edgeOf(a3, "b").up, 30_000), "b did not come back");
+  assert.deepEqual(a3.mesh.status().members.map((m) => m.name), ["b"]);
+  assertDelivers(net, a3, members[1]!, 1);
 });
