@@ -41,8 +41,16 @@ interface World {
   c: FakeMember;
 }
 
-function world(seed: number): World {
+/** Builds the world; `watch` sees every datagram sent (before NAT and loss). */
+function world(seed: number, watch?: (data: Uint8Array) => void): World {
   const net = new FakeNet({ seed });
+  if (watch !== undefined) {
+    const send = net.send.bind(net);
+    net.send = (socket, data, to) => {
+      watch(data);
+      send(socket, data, to);
+    };
+  }
   const psk = net.rng.bytes(32);
   const hub = new FakeHub(net, [HUB], { keepaliveMs: TIMERS.hubKeepaliveMs });
   const natA = net.nat("198.18.1.1");
@@ -196,7 +204,15 @@ Deno.test("mesh: with the hub dead, a new member knowing one member joins with d
 });
 
 Deno.test("mesh: a member no hub sees joins through a member while the hub is alive", () => {
-  const w = world(4);
+  // Transport datagrams above keepalive size with no data sent are signalling (PEERS/INTRO);
+  // HELLOs have their own type.
+  const counts = { signal: 0, hello: 0 };
+  const w = world(4, (data) => {
+    if (data[0] === 4 && data.length > 32) counts.signal++;
+    if (data[0] === 0x18) counts.hello++;
+  });
+  // While the hub sees everyone, signalling costs nothing.
+  assert.deepEqual(counts, { signal: 0, hello: 0 });
   const natD = w.net.nat("198.18.4.1");
   const d = addMember(w.net, {
     name: "d",
@@ -210,6 +226,8 @@ Deno.test("mesh: a member no hub sees joins through a member while the hub is al
   });
   const all = [w.a, w.b, w.c, d];
   assert.ok(w.net.runUntil(() => complete(all), 30_000), "d did not join");
+  assert.ok(counts.signal > 0 && counts.hello > 0);
+  console.log(`d joined through c with the hub alive: ${counts.signal} PEERS/INTRO datagrams`);
   assertDelivers(w.net, w.a, d, 1);
   assertDelivers(w.net, d, w.b, 2);
   // And the mesh stays whole afterwards (no flapping from duplicated news).
