@@ -255,6 +255,8 @@ interface Member {
   lastHubReportMs: number;
   /** Where other members see it, by their id (at most {@linkcode MAX_PEER_OBSERVED}). */
   peerObserved: Map<string, UdpEndpoint>;
+  /** When a member last told us about it; 0 = never. */
+  introducedMs: number;
   /** Endpoints from the peer cache (until a hub reports it). */
   cachedEndpoints: UdpEndpoint[];
   /** Wall-clock ms of "last seen up" from the peer cache; 0 = not from the cache. */
@@ -1011,6 +1013,7 @@ export class Mesh {
       sealed: null,
       lastHubReportMs: 0,
       peerObserved: new Map(),
+      introducedMs: 0,
       cachedEndpoints: [],
       cachedLastSeenMs: 0,
       bootstrapEndpoint: null,
@@ -1297,6 +1300,7 @@ export class Mesh {
       }
       peers.set(via.peer.id, observed);
     }
+    if ("peer" in via) member.introducedMs = now;
     const added = rebuildCandidates(member);
     if (!member.up) {
       if (changed || added.length > 0) this.#startPunching(member, now);
@@ -1413,6 +1417,9 @@ export class Mesh {
    * the members we have edges to, and introduce it to them. Harmless duplication when a hub did.
    */
   #signalEdgeUp(member: Member, now: number): void {
+    // Just introduced to each other by a member: it has told both sides about the rest already
+    // (without this, a newcomer's arrival would cost O(n²) messages instead of O(n)).
+    if (member.introducedMs > 0 && now - member.introducedMs < PUNCH_DURATION_MS) return;
     const blind = this.#hubBlind(member, now);
     const others = [...this.#members.values()].filter((x) =>
       x !== member && x.up && x.sealed !== null && x.staticEndpoint === null &&
