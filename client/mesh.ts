@@ -391,6 +391,10 @@ export class Mesh {
       rebuildCandidates(member);
       this.#startPunching(member, now);
     }
+    // Our advert (and HELLO) first, so the very first punches can introduce us.
+    if ((options.peerCache?.length ?? 0) + (options.bootstrap?.length ?? 0) > 0) {
+      this.#refreshAdvert(now);
+    }
     this.#loadPeerCache(options.peerCache ?? [], now);
     for (const b of options.bootstrap ?? []) this.#addBootstrap(b.endpoint, b.publicKey, now);
   }
