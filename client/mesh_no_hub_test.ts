@@ -440,3 +440,47 @@ Deno.test("mesh (CA mode): a cached member whose certificate is revoked or expir
   assert.deepEqual(a3.mesh.status().members.map((m) => m.name), ["b"]);
   assertDelivers(net, a3, members[1]!, 1);
 });
+
+Deno.test("mesh: a newcomer joining 20 members without a hub costs O(n) signalling, not O(n²)", () => {
+  const n = 20;
+  const net = new FakeNet({ seed: 11 });
+  let signal = 0;
+  const send = net.send.bind(net);
+  net.send = (socket, data, to) => {
+    if (data[0] === 4 && data.length > 32) signal++;
+    send(socket, data, to);
+  };
+  const psk = net.rng.bytes(32);
+  const hub = new FakeHub(net, [HUB], { keepaliveMs: TIMERS.hubKeepaliveMs });
+  // Half public, half behind two NATs (members behind the same NAT meet on their LAN).
+  const nats = [net.nat("198.18.100.1"), net.nat("198.18.101.1")];
+  const keys: Uint8Array[] = [];
+  const members: FakeMember[] = [];
+  for (let i = 0; i < n; i++) {
+    const nat = i % 2 === 0 ? null : nats[(i >> 1) % 2]!;
+    keys.push(net.rng.bytes(32));
+    members.push(addMember(net, {
+      name: `m${i}`,
+      host: net.host(nat ? `198.19.${i}.2` : `198.18.1.${10 + i}`, nat),
+      psk,
+      hubs: [HUB],
+      timers: TIMERS,
+      privateKey: keys[i]!,
+    }));
+  }
+  assert.ok(net.runUntil(() => complete(members), 60_000), "mesh did not form");
+  assert.equal(signal, 0, "signalling while the hub saw everyone");
+  hub.down();
+  const newcomer = addMember(net, {
+    name: "new",
+    host: net.host("198.19.250.2", net.nat("198.18.250.1")),
+    psk,
+    hubs: [HUB],
+    timers: TIMERS,
+    extra: {
+      bootstrap: [{ endpoint: members[0]!.socket.endpoint, publicKey: publicKeyOf(keys[0]!) }],
+    },
+  });
+  assert.ok(net.runUntil(() => complete([...members, newcomer]), 60_000), "newcomer did not join");
+  assert.ok(signal > 0 && signal < 3 * n, `${signal} signalling datagrams for ${n} members`);
+});
