@@ -12,7 +12,7 @@
  *                               0x11-0x16 hub messages (only from configured hubs) → members
  *                               0x17 punch → counted, nothing else
  *                               0x18 HELLO (a member introducing itself) → members
- *   (a decrypted transport payload starting 0x19 is PEERS signalling, never written to the TUN)
+ *   (decrypted transport payloads starting 0x19/0x1a are PEERS/INTRO signalling, not for the TUN)
  *
  * Members come from sealed adverts relayed by the hub(s). A member's candidates are the endpoint
  * the hub observed plus the local addresses in its advert; while a member has no session we

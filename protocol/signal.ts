@@ -4,11 +4,11 @@
  * Two messages, both carrying sealed adverts (`advert.ts`) that the receiver opens and checks
  * exactly as if a hub had relayed them, so a member passing them on vouches for nothing:
  *
- * | type | name  | carried                                   | body after the 4-byte header              |
- * | ---- | ----- | ----------------------------------------- | ----------------------------------------- |
- * | 0x18 | HELLO | plain UDP, sent with punches              | network_id, node_id, u16 len, advert       |
- * | 0x19 | PEERS | only inside a WireGuard transport packet  | u16 body_len, count u8, count × entry      |
- * | 0x1a | INTRO | only inside a WireGuard transport packet  | u16 body_len, count u8, count × node_id    |
+ * | type | name  | carried                              | body after the 4-byte header          |
+ * | ---- | ----- | ------------------------------------ | ------------------------------------- |
+ * | 0x18 | HELLO | plain UDP, sent with punches         | network_id, node_id, u16 len, advert  |
+ * | 0x19 | PEERS | only inside a WireGuard transport    | u16 body_len, count u8, count × entry |
+ * | 0x1a | INTRO | only inside a WireGuard transport    | u16 body_len, count u8, count × id    |
  *
  * The header is the one of `hub_messages.ts` (`type u8 | version u8 (= 1) | flags u8 |
  * reserved u8 (= 0)`); the type bytes come from its range reserved for signalling (`0x18..0x1f`).
