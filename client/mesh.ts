@@ -879,10 +879,17 @@ export class Mesh {
       // been lost, or come before the other side could punch).
       member.retryAtMs = now + member.retryIntervalMs;
       member.retryIntervalMs = Math.min(member.retryIntervalMs * 2, RETRY_MAX_MS);
+      // A cached member nobody introduced: any member we have an edge to may know it.
+      const introducers = member.peerObserved.size > 0
+        ? [...member.peerObserved.keys()].map((id) => this.#members.get(id))
+        : [...this.#members.values()];
       let asked = 0;
-      for (const id of member.peerObserved.keys()) {
-        const introducer = this.#members.get(id);
-        if (introducer === undefined || !introducer.up || asked >= 2) continue;
+      for (const introducer of introducers) {
+        if (asked >= 2) break;
+        if (
+          introducer === undefined || introducer === member || !introducer.up ||
+          introducer.staticEndpoint !== null
+        ) continue;
         this.#sendSignal(introducer, encodeIntro([unhex(member.id)]), now);
         asked++;
       }

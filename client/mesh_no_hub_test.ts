@@ -484,3 +484,32 @@ Deno.test("mesh: a newcomer joining 20 members without a hub costs O(n) signalli
   assert.ok(net.runUntil(() => complete([...members, newcomer]), 60_000), "newcomer did not join");
   assert.ok(signal > 0 && signal < 3 * n, `${signal} signalling datagrams for ${n} members`);
 });
+
+Deno.test("mesh: a member restarted from its cache whose introductions were lost asks for them again", () => {
+  const w = world(12);
+  const cache = w.a.mesh.peerCacheEntries();
+  w.hub.down();
+  kill(w.a);
+  // Every PEERS to b in the first 10 s is lost: c's introduction of a's new endpoint too.
+  const until = w.net.nowMs + 10_000;
+  const deliver = w.b.socket.receive;
+  w.b.socket.receive = (data, from) => {
+    if (w.net.nowMs < until && data[0] === 4 && data.length > 100) return;
+    deliver(data, from);
+  };
+  const a2 = addMember(w.net, {
+    name: "a",
+    host: w.a.host,
+    psk: w.psk,
+    hubs: [HUB],
+    timers: TIMERS,
+    privateKey: w.keys.get(w.a)!,
+    port: 40_000,
+    extra: { peerCache: cache },
+  });
+  w.nats.set(a2, w.nats.get(w.a)!);
+  w.net.runFor(10_000);
+  assert.ok(!edgeOf(a2, "b").up, "a and b met although every introduction was lost");
+  assert.ok(w.net.runUntil(() => complete([a2, w.b, w.c]), 60_000), "a and b never met again");
+  assertDelivers(w.net, a2, w.b, 1);
+});
