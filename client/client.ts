@@ -23,6 +23,7 @@ import { formatPrefix } from "./mesh.ts";
 import { startCaMode } from "./ca.ts";
 import { ClientDiagnostics } from "./control.ts";
 import { dropPrivileges, resolveIdentity } from "./privileges.ts";
+import { PeerCacheFile } from "./peer_cache.ts";
 
 const tunLog = log("tun");
 const clientLog = log("client");
@@ -33,6 +34,8 @@ const TICK_MS = 200;
 const TUN_READ_BUFFER_LEN = 65_536;
 /** Default length of the derived VPN prefix routed into the TUN. */
 const DERIVED_PREFIX_LEN = 48;
+/** How often the peer cache is checked for changes (and written if there are any). */
+const PEER_CACHE_SAVE_MS = 2_000;
 
 /** Options for running a client in-process (tests). */
 export interface RunClientOptions {
@@ -63,6 +66,28 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   const identity = config.node.user === undefined
     ? undefined
     : resolveIdentity(config.node.user, config.node.group);
+
+  // Read (and, if we are going to drop root, opened for writing) while we still may.
+  const cache = config.node.peerCache === "" ? null : await PeerCacheFile.open(
+    config.node.peerCache,
+    { nowMs: Date.now(), keepDescriptor: identity !== undefined },
+  );
+  if (cache !== null) {
+    const { loaded } = cache;
+    if (loaded.warning !== null) {
+      clientLog.warn("peer cache {path}: {warning}; ignored", {
+        path: config.node.peerCache,
+        warning: loaded.warning,
+      });
+    }
+    if (loaded.entries.length > 0 || loaded.expired > 0) {
+      clientLog.info("peer cache {path}: {count} members, {expired} expired", {
+        path: config.node.peerCache,
+        count: loaded.entries.length,
+        expired: loaded.expired,
+      });
+    }
+  }
 
   // Claimed first: a second client on the same control socket is refused before it touches
   // anything.
@@ -154,6 +179,8 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
       ...(ipv4 ? [ipv4] : []),
       ...config.peers.flatMap((p) => [...p.ipv6, ...p.ipv4]),
     ],
+    peerCache: cache?.loaded.entries ?? [],
+    bootstrap: config.bootstrap,
   });
   diagnostics.attach(mesh, { interface: tun.name, mtu: config.tun.mtu });
   clientLog.info("node {name}: {address}, udp port {port}, {hubs} hub(s), crypto {aead}", {
@@ -177,6 +204,24 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
 
   const timer = setInterval(() => mesh.tick(), TICK_MS);
   mesh.tick();
+  // Written on change only, at most every PEER_CACHE_SAVE_MS, one write at a time.
+  let savedVersion = mesh.peerCacheVersion;
+  let saving: Promise<void> = Promise.resolve();
+  const saveCache = () => {
+    if (cache === null || mesh.peerCacheVersion === savedVersion) return saving;
+    savedVersion = mesh.peerCacheVersion;
+    const entries = mesh.peerCacheEntries();
+    saving = saving.then(() => cache.file.save(entries, Date.now())).then(
+      () => clientLog.debug("peer cache: {count} members saved", { count: entries.length }),
+      (err) =>
+        clientLog.warn("peer cache {path}: cannot write it: {error}", {
+          path: config.node.peerCache,
+          error: err instanceof Error ? err.message : String(err),
+        }),
+    );
+    return saving;
+  };
+  const cacheTimer = setInterval(saveCache, PEER_CACHE_SAVE_MS);
   const tunLoop = readTun(tun, mesh, () => stopping);
   const udpLoop = (async () => {
     while (!stopping) {
@@ -194,6 +239,9 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   await stopped.promise;
   clientLog.info("stopping: leaving the hubs, removing {name}", { name: tun.name });
   clearInterval(timer);
+  clearInterval(cacheTimer);
+  await saveCache();
+  cache?.file.close();
   mesh.leave();
   // Give the LEAVE datagrams a moment to go out before the socket closes.
   await new Promise((r) => setTimeout(r, 50));

@@ -80,6 +80,16 @@ export interface NodeConfig {
   user?: string;
   /** Group to switch to (name or gid); default the user's primary group. */
   group?: string;
+  /** Peer cache file (resolved); default `<stateFile>.peers`; `""` disables the cache. */
+  peerCache: string;
+}
+
+/** `[[bootstrap]]`: a member to contact at start, for joining without a hub. */
+export interface BootstrapConfig {
+  /** Where the member listens (its UDP port must be fixed: `node.port`). */
+  endpoint: HostPort;
+  /** Its X25519 public key, 32 bytes (`meshub pubkey` on that member). */
+  publicKey: Uint8Array;
 }
 
 /** `[tun]`: the virtual interface. */
@@ -157,6 +167,10 @@ export interface TestingConfig {
  * | `node.port`                | integer         | `0`           | Local UDP port, 0..65535; 0 picks a random port. |
  * | `node.user`                | string          | none          | Unprivileged user (name or uid) to switch to once the TUN and socket exist. |
  * | `node.group`               | string          | user's group  | Group (name or gid) to switch to with `node.user`. |
+ * | `node.peer_cache`          | string          | `<state_file>.peers` | Peer cache file (members to reconnect to without a hub); `""` disables it. |
+ * | `[[bootstrap]]`            | array of tables | none          | Members to contact at start (joining without a hub). |
+ * | `bootstrap.endpoint`       | string          | required      | `IP:port` or `[IPv6]:port` of the member. |
+ * | `bootstrap.public_key`     | string          | required      | Its public key (`meshub pubkey` there). |
  * | `tun.interface`            | string          | `"meshub0"`   | TUN interface name, 1..15 characters, no `/` or whitespace. |
  * | `tun.mtu`                  | integer         | `1420`        | TUN MTU, 1280..9000. |
  * | `tun.ipv6`                 | string          | derived       | IPv6 address with prefix, e.g. `"fd12:3456:789a::1/48"`; by default derived from the network and the node key. |
@@ -197,6 +211,8 @@ export interface ClientConfig {
   metrics: MetricsConfig;
   /** `[[peer]]` entries, in file order. */
   peers: StaticPeerConfig[];
+  /** `[[bootstrap]]` entries, in file order. */
+  bootstrap: BootstrapConfig[];
   /** `[testing]`, defaults filled in. */
   testing: TestingConfig;
 }
@@ -301,15 +317,16 @@ const SCHEMA: Record<string, readonly string[]> = {
   encryption: ["psk"],
   ca: ["certificate", "revoked", "revocation_list"],
   hub: ["addresses"],
-  node: ["name", "state_file", "port", "user", "group", "certificate"],
+  node: ["name", "state_file", "port", "user", "group", "certificate", "peer_cache"],
   tun: ["interface", "mtu", "ipv6", "ipv4"],
   log: ["level", "format"],
   control: ["socket"],
   metrics: ["listen"],
   peer: ["public_key", "endpoint", "ipv6", "ipv4", "name"],
+  bootstrap: ["endpoint", "public_key"],
   testing: ["rekey_after_ms", "reject_after_ms", "keepalive_ms", "hub_keepalive_ms"],
 };
-const ARRAY_SECTIONS = new Set(["peer"]);
+const ARRAY_SECTIONS = new Set(["peer", "bootstrap"]);
 
 const NAME_RE = /^[A-Za-z0-9._-]{1,63}$/;
 
@@ -374,6 +391,11 @@ class Checker {
     const metrics = section("metrics");
     const peers = (root.peer ?? []) as Table[];
     peers.forEach((p, i) => this.checkKeys(["peer", i], p, "peer"));
+    const bootstrap = (root.bootstrap ?? []) as Table[];
+    bootstrap.forEach((b, i) => this.checkKeys(["bootstrap", i], b, "bootstrap"));
+    if (bootstrap.length > MAX_HUBS) {
+      this.fail(["bootstrap"], `at most ${MAX_HUBS} entries, got ${bootstrap.length}`);
+    }
 
     const config: ClientConfig = {
       path: this.#path,
@@ -388,6 +410,7 @@ class Checker {
       control: { socket: "" },
       metrics: this.metrics(metrics),
       peers: [],
+      bootstrap: bootstrap.map((b, i) => this.bootstrap(["bootstrap", i], b)),
       testing: this.testing(testing),
     };
     if (root.ca !== undefined) config.ca = this.ca(caTable, node);
@@ -502,7 +525,13 @@ class Checker {
     // Relative to the config file, not to wherever the daemon happens to be started from.
     const resolved = isAbsolute(stateFile) ? stateFile : join(dirname(this.#path), stateFile);
     const port = this.integer(["node", "port"], table.port, 0, 65535) ?? 0;
-    const node: NodeConfig = { name, stateFile: resolved, port };
+    const cache = this.string(["node", "peer_cache"], table.peer_cache);
+    const peerCache = cache === undefined
+      ? `${resolved}.peers`
+      : cache === "" || isAbsolute(cache)
+      ? cache
+      : join(dirname(this.#path), cache);
+    const node: NodeConfig = { name, stateFile: resolved, port, peerCache };
     const user = this.string(["node", "user"], table.user);
     const group = this.string(["node", "group"], table.group);
     if (group !== undefined && user === undefined) {
@@ -602,6 +631,23 @@ class Checker {
       peer.name = name;
     }
     return peer;
+  }
+
+  bootstrap(at: Segment[], table: Table): BootstrapConfig {
+    const keyText = this.string([...at, "public_key"], table.public_key);
+    if (keyText === undefined) {
+      this.fail([...at, "public_key"], "required (`meshub pubkey` on that member prints it)");
+    }
+    const publicKey = decodeBase64(keyText) ?? decodeBase64Url(keyText);
+    if (publicKey === null) this.fail([...at, "public_key"], "not valid base64");
+    if (publicKey.length !== KEY_LEN) {
+      this.fail([...at, "public_key"], `must be ${KEY_LEN} bytes, got ${publicKey.length} bytes`);
+    }
+    const endpointText = this.string([...at, "endpoint"], table.endpoint);
+    if (endpointText === undefined) this.fail([...at, "endpoint"], "required");
+    const endpoint = parseHostPort(endpointText, undefined);
+    if (typeof endpoint === "string") this.fail([...at, "endpoint"], endpoint);
+    return { endpoint, publicKey };
   }
 
   /** Parses an address with prefix; tun addresses need the prefix, routes default to one host. */

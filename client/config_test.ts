@@ -52,6 +52,10 @@ rekey_after_ms = 2000
 reject_after_ms = 3000
 keepalive_ms = 500
 hub_keepalive_ms = 700
+
+[[bootstrap]]
+endpoint = "198.18.0.7:51000"
+public_key = "${encodeBase64(new Uint8Array(32).fill(2))}"
 `;
 
 const MINIMAL = `[encryption]
@@ -95,7 +99,12 @@ Deno.test("parseClientConfig() reads every key of a full configuration", () => {
       { hostname: "fd00::2", port: 3731 },
       { hostname: "fd00::3", port: 3731 },
     ],
-    node: { name: "alice", stateFile: "/etc/meshub/state/alice.key", port: 51000 },
+    node: {
+      name: "alice",
+      stateFile: "/etc/meshub/state/alice.key",
+      port: 51000,
+      peerCache: "/etc/meshub/state/alice.key.peers",
+    },
     tun: {
       interface: "mesh7",
       mtu: 1400,
@@ -132,6 +141,10 @@ Deno.test("parseClientConfig() reads every key of a full configuration", () => {
         ipv4: [],
       },
     ],
+    bootstrap: [{
+      endpoint: { hostname: "198.18.0.7", port: 51000 },
+      publicKey: new Uint8Array(32).fill(2),
+    }],
     testing: { rekeyAfterMs: 2000, rejectAfterMs: 3000, keepaliveMs: 500, hubKeepaliveMs: 700 },
   };
   assert.deepEqual(config, expected);
@@ -144,6 +157,7 @@ Deno.test("parseClientConfig() fills in defaults and leaves optional addresses o
     name: "alice",
     stateFile: "/var/lib/meshub/alice.key",
     port: 0,
+    peerCache: "/var/lib/meshub/alice.key.peers",
   });
   assert.deepEqual(config.tun, { interface: "meshub0", mtu: 1420 });
   assert.ok(!("ipv6" in config.tun) && !("ipv4" in config.tun));
@@ -195,7 +209,7 @@ Deno.test("parseClientConfig() reports an unknown section", () => {
   );
   assert.equal(
     fullWith("[log]", "[whatever]"),
-    "client.toml:19: whatever: unknown section (known sections: encryption, ca, hub, node, tun, log, control, metrics, peer, testing)",
+    "client.toml:19: whatever: unknown section (known sections: encryption, ca, hub, node, tun, log, control, metrics, peer, bootstrap, testing)",
   );
 });
 
@@ -444,4 +458,31 @@ Deno.test("loadClientConfig() reports a directory or invalid UTF-8", async () =>
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("parseClientConfig() reads node.peer_cache and checks [[bootstrap]]", () => {
+  const minimal = (extra: string) => parseClientConfig(MINIMAL + extra, "/etc/meshub/c.toml");
+  assert.equal(minimal("").node.peerCache, "/var/lib/meshub/alice.key.peers");
+  assert.equal(minimal('peer_cache = "cache/p.json"\n').node.peerCache, "/etc/meshub/cache/p.json");
+  assert.equal(minimal('peer_cache = ""\n').node.peerCache, "");
+  assert.deepEqual(minimal("").bootstrap, []);
+  const key = encodeBase64(new Uint8Array(32).fill(3));
+  const error = (bootstrap: string) => configError(MINIMAL + bootstrap, "c.toml").message;
+  assert.equal(
+    error(`[[bootstrap]]\nendpoint = "198.18.0.7:1"\n`),
+    "c.toml:6: bootstrap[0].public_key: required (`meshub pubkey` on that member prints it)",
+  );
+  assert.equal(
+    error(`[[bootstrap]]\npublic_key = "${key}"\n`),
+    "c.toml:6: bootstrap[0].endpoint: required",
+  );
+  assert.match(
+    error(`[[bootstrap]]\nendpoint = "example.org:1"\npublic_key = "${key}"\n`),
+    /^c\.toml:7: bootstrap\[0\]\.endpoint: /,
+  );
+  assert.equal(
+    error(`[[bootstrap]]\nendpoint = "198.18.0.7:1"\npublic_key = "AAAA"\n`),
+    "c.toml:8: bootstrap[0].public_key: must be 32 bytes, got 3 bytes",
+  );
+  assert.match(error(`[bootstrap]\nendpoint = "198.18.0.7:1"\n`), /array of tables/);
 });

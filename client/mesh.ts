@@ -11,12 +11,21 @@
  *   handleDatagram → first byte: 1-4 WireGuard → WgDevice.receive → inner-source check → writeTun
  *                               0x11-0x16 hub messages (only from configured hubs) → members
  *                               0x17 punch → counted, nothing else
+ *                               0x18 HELLO (a member introducing itself) → members
+ *   (decrypted transport payloads starting 0x19/0x1a are PEERS/INTRO signalling, not for the TUN)
  *
  * Members come from sealed adverts relayed by the hub(s). A member's candidates are the endpoint
  * the hub observed plus the local addresses in its advert; while a member has no session we
  * "punch": send a PUNCH and a fresh handshake initiation to every candidate about once a second.
  * The first authenticated packet fixes the edge's endpoint; later authenticated packets from a
  * new address move it (roaming). The hub is never needed again once an edge is up.
+ *
+ * Without a hub (`protocol/signal.ts`): members also come from the peer cache (`peer_cache.ts`)
+ * and from configured bootstrap members, and members tell each other about members over their
+ * edges. When an edge comes up (or moves) to a member the hubs do not seem to know where it is,
+ * we send it the members we have edges to, and send them an introduction of it: both ends of each
+ * such pair then punch at the same time. Only sealed adverts and endpoints are passed on, never
+ * data; every advert is opened and checked by its receiver as if a hub had sent it.
  *
  * @module
  */
@@ -67,6 +76,19 @@ import {
   SPRAY_GLOBAL_RATE_PER_S,
   SPRAY_REPEAT_MS,
 } from "./port_prediction.ts";
+import {
+  decodeHello,
+  decodeIntro,
+  decodePeers,
+  encodeHello,
+  encodeIntro,
+  encodePeers,
+  HELLO_TYPE,
+  INTRO_TYPE,
+  type PeerEntry,
+  PEERS_TYPE,
+} from "../protocol/signal.ts";
+import type { CachedPeer } from "./peer_cache.ts";
 import {
   buildEchoRequest6,
   buildTooBig,
@@ -127,6 +149,22 @@ const FULL_LIST_MAX_RETRIES = 3;
  * let a member that joined just after the count hide one we lack; shorter only costs a list.
  */
 const FULL_LIST_ARRIVAL_MS = 300;
+/** HELLOs whose advert must be opened: at most this many a second over all senders... */
+const HELLO_RATE_PER_S = 20;
+/** ...with this burst. */
+const HELLO_BURST = 40;
+/** PEERS messages accepted from one member: at most this many a second... */
+const SIGNAL_RATE_PER_S = 10;
+/** ...with this burst (a newcomer gets every member at once: 16 to a message). */
+const SIGNAL_BURST = 40;
+/** Most members whose report of a member's endpoint we keep (one endpoint each). */
+const MAX_PEER_OBSERVED = 4;
+/** First retry of a cached or bootstrap member that never answered; doubles each time... */
+const RETRY_FIRST_MS = 15_000;
+/** ...up to this. */
+const RETRY_MAX_MS = 300_000;
+/** The peer cache is rewritten at least this often while edges are up (fresh "last seen"). */
+const CACHE_REFRESH_MS = 3_600_000;
 
 /** Timer settings of the mesh, all in milliseconds. */
 export interface MeshTimers {
@@ -197,6 +235,13 @@ export interface MeshOptions {
   vpnPrefixes?: Prefix[];
   /** Answer undeliverable TUN packets with ICMP errors (rate-limited). Default true. */
   icmpErrors?: boolean;
+  /**
+   * Members from the peer cache (`peer_cache.ts`), unexpired: each advert is opened and checked
+   * by the policy again, and the member is punched at its cached endpoints.
+   */
+  peerCache?: CachedPeer[];
+  /** Members to contact at start without a hub (`[[bootstrap]]`): endpoint and public key. */
+  bootstrap?: { endpoint: UdpEndpoint; publicKey: Uint8Array }[];
 }
 
 /** Things worth telling a test or an operator about. */
@@ -210,7 +255,10 @@ export type MeshEvent =
   | { kind: "member-removed"; name: string; reason: string }
   | { kind: "pong"; name: string; seq: number; rttMs: number; endpoint: string; path: string };
 
-type CandidateSource = "hub" | "local" | "static";
+type CandidateSource = "hub" | "local" | "static" | "cache" | "peer" | "bootstrap";
+
+/** Where news of a member came from. */
+type MemberSource = { hub: string } | { peer: Member } | { hello: true } | { cache: true };
 
 interface Candidate {
   endpoint: UdpEndpoint;
@@ -239,6 +287,29 @@ interface Member {
   localEndpoints: UdpEndpoint[];
   /** The configured endpoint of a static peer. */
   staticEndpoint: UdpEndpoint | null;
+  /** The member's sealed advert as received (null: static peer, or bootstrap not yet heard). */
+  sealed: Uint8Array | null;
+  /** When a hub last told us about it; 0 = never. */
+  lastHubReportMs: number;
+  /** Where other members see it, by their id (at most {@linkcode MAX_PEER_OBSERVED}). */
+  peerObserved: Map<string, UdpEndpoint>;
+  /** When a member last told us about it; 0 = never. */
+  introducedMs: number;
+  /** Endpoints from the peer cache (until a hub reports it). */
+  cachedEndpoints: UdpEndpoint[];
+  /** Wall-clock ms of "last seen up" from the peer cache; 0 = not from the cache. */
+  cachedLastSeenMs: number;
+  /** The configured `[[bootstrap]]` endpoint. */
+  bootstrapEndpoint: UdpEndpoint | null;
+  /** Wall-clock ms when its edge was last seen up in this process; 0 = never. */
+  lastUpWallMs: number;
+  /** PEERS messages from this member. */
+  signalBucket: TokenBucket;
+  /** The edge came up or moved: tell it and the others about each other once it is confirmed. */
+  signalPending: boolean;
+  /** Next punch round for a cached or bootstrap member that never answered, and the backoff. */
+  retryAtMs: number;
+  retryIntervalMs: number;
   /** When to next ask a silent edge for a sign of life. */
   nextProbeMs: number;
   /** New endpoints the hub reported while the edge was up (the member moved): punched a while. */
@@ -324,6 +395,12 @@ export class Mesh {
   readonly #byEndpoint = new Map<string, Member>();
   readonly #hubs: HubState[];
   #advert: Uint8Array | null = null;
+  /** HELLO carrying `#advert`. */
+  #hello: Uint8Array | null = null;
+  readonly #helloBucket = new TokenBucket(HELLO_RATE_PER_S, HELLO_BURST);
+  /** Bumped when what the peer cache would hold changes. */
+  #cacheVersion = 0;
+  #cacheBumpedMs = 0;
   #advertLocal = "";
   /** Our NAT view as last put in the advert (`kind/allocation`). */
   #advertNat = "";
@@ -383,6 +460,45 @@ export class Mesh {
       rebuildCandidates(member);
       this.#startPunching(member, now);
     }
+    // Our advert (and HELLO) first, so the very first punches can introduce us.
+    if ((options.peerCache?.length ?? 0) + (options.bootstrap?.length ?? 0) > 0) {
+      this.#refreshAdvert(now);
+    }
+    this.#loadPeerCache(options.peerCache ?? [], now);
+    for (const b of options.bootstrap ?? []) this.#addBootstrap(b.endpoint, b.publicKey, now);
+  }
+
+  /** Bumped whenever {@linkcode peerCacheEntries} would return something new. */
+  get peerCacheVersion(): number {
+    return this.#cacheVersion;
+  }
+
+  /**
+   * What the peer cache should hold now: every member whose edge was up (in this process, or in
+   * an earlier one according to the cache it was started with), with its sealed advert and the
+   * endpoints that worked. Static peers and members never reached are left out.
+   */
+  peerCacheEntries(): CachedPeer[] {
+    const wallNow = Date.now();
+    const out: CachedPeer[] = [];
+    for (const m of this.#members.values()) {
+      if (m.sealed === null || m.staticEndpoint !== null) continue;
+      const lastSeenMs = m.up ? wallNow : m.lastUpWallMs > 0 ? m.lastUpWallMs : m.cachedLastSeenMs;
+      if (lastSeenMs === 0) continue;
+      const endpoints = new Map<string, UdpEndpoint>();
+      const add = (e: UdpEndpoint) => endpoints.set(endpointKey(e), e);
+      if (m.endpoint !== null) add(m.endpoint);
+      for (const e of m.hubObserved.values()) add(e);
+      for (const e of m.peerObserved.values()) add(e);
+      for (const e of m.cachedEndpoints) add(e);
+      out.push({
+        nodeId: unhex(m.id),
+        advert: m.sealed,
+        endpoints: [...endpoints.values()].slice(0, 4),
+        lastSeenMs,
+      });
+    }
+    return out;
   }
 
   /** This node's WireGuard public key. */
@@ -434,6 +550,8 @@ export class Mesh {
       this.#handleWireGuard(data, from);
     } else if (type === MessageType.PUNCH) {
       this.#handlePunch(from);
+    } else if (type === HELLO_TYPE) {
+      this.#handleHello(data);
     } else if (type !== undefined && type >= HUB_TYPE_MIN && type <= HUB_TYPE_MAX) {
       this.#handleHub(data, from);
     } else {
@@ -448,6 +566,7 @@ export class Mesh {
     if (now >= this.#nextRecheckMs) this.#recheckMembers(now);
     for (const hub of this.#hubs) this.#tickHub(hub, now);
     for (const member of this.#members.values()) this.#tickMember(member, now);
+    if (now - this.#cacheBumpedMs > CACHE_REFRESH_MS) this.#cacheChanged(now);
   }
 
   /** Tells the hubs we are leaving (best effort; they also expire us on their own). */
@@ -704,6 +823,12 @@ export class Mesh {
       }
       case "data": {
         const member = result.peer.context as Member;
+        if (result.packet[0] === PEERS_TYPE || result.packet[0] === INTRO_TYPE) {
+          this.#authenticated(member, from, now, true);
+          this.#handleSignal(member, result.packet, now);
+          for (const p of result.outgoing) this.#o.send(p, from);
+          return;
+        }
         if (this.#routes.lookupSource(result.packet) !== member) {
           this.#drop("inner-source-not-allowed");
           countDrop(member.drops, "inner-source-not-allowed");
@@ -761,12 +886,15 @@ export class Mesh {
       if (
         member.endpoint === null || !member.up ||
         (follow && member.paths.shouldFollow(key, member.endpointKey, now))
-      ) this.#moveEdge(member, from, key, "");
+      ) this.#moveEdge(member, from, key, "", now);
     } else member.paths.heardActive(key, now);
     if (sessionUp && !member.up) {
       member.up = true;
       member.everUp = true;
       member.punchUntilMs = 0;
+      member.signalPending = true;
+      member.lastUpWallMs = Date.now();
+      this.#cacheChanged(now);
       const event = {
         kind: "edge-up" as const,
         name: member.name,
@@ -785,10 +913,15 @@ export class Mesh {
       }
       this.#o.onEvent?.(event);
     }
+    // Only on a confirmed session: a responder's new session cannot carry data before that.
+    if (sessionUp && member.signalPending && member.up) {
+      member.signalPending = false;
+      if (member.staticEndpoint === null) this.#signalEdgeUp(member, now);
+    }
   }
 
   /** Points the edge at `to` (roaming, or a better path: `why`). */
-  #moveEdge(member: Member, to: UdpEndpoint, key: string, why: string): void {
+  #moveEdge(member: Member, to: UdpEndpoint, key: string, why: string, now: number): void {
     const moved = member.endpoint !== null;
     if (this.#byEndpoint.get(member.endpointKey) === member) {
       this.#byEndpoint.delete(member.endpointKey);
@@ -805,6 +938,9 @@ export class Mesh {
       };
       edgeLog.info(`edge to {name} moved to {endpoint} ({path})${why}`, event);
       this.#o.onEvent?.(event);
+      // A restarted or roamed member: the others may only learn its new endpoint from us.
+      member.signalPending = true;
+      this.#cacheChanged(now);
     }
   }
 
@@ -829,7 +965,7 @@ export class Mesh {
     if (better === null) return;
     const why = member.paths.snapshot(now, active, formatEndpoint, (e) => this.#pathOf(member, e))
       .map((p) => `${p.path} ${p.srttMs ?? "-"} ms ${p.lossPct}% ${p.state}`).join(", ");
-    this.#moveEdge(member, better, endpointKey(better), ` (paths: ${why})`);
+    this.#moveEdge(member, better, endpointKey(better), ` (paths: ${why})`, now);
   }
 
   /** Gives the member's path set the candidates that may be measured, preferred first. */
@@ -921,6 +1057,34 @@ export class Mesh {
       // While punching, our own once-a-second initiations replace WireGuard's slower retries.
       if (now >= member.nextPunchMs) this.#punch(member, now);
       this.#spray(member, now);
+      return;
+    }
+    if (
+      !member.up && now >= member.retryAtMs &&
+      (member.bootstrapEndpoint !== null ||
+        (member.lastUpWallMs === 0 &&
+          (member.cachedEndpoints.length > 0 || member.peerObserved.size > 0)))
+    ) {
+      // No hub may ever tell us about these: keep trying now and then, backing off. A member
+      // we were introduced to is asked to introduce us again (the first introduction may have
+      // been lost, or come before the other side could punch).
+      member.retryAtMs = now + member.retryIntervalMs;
+      member.retryIntervalMs = Math.min(member.retryIntervalMs * 2, RETRY_MAX_MS);
+      // A cached member nobody introduced: any member we have an edge to may know it.
+      const introducers = member.peerObserved.size > 0
+        ? [...member.peerObserved.keys()].map((id) => this.#members.get(id))
+        : [...this.#members.values()];
+      let asked = 0;
+      for (const introducer of introducers) {
+        if (asked >= 2) break;
+        if (
+          introducer === undefined || introducer === member || !introducer.up ||
+          introducer.staticEndpoint !== null
+        ) continue;
+        this.#sendSignal(introducer, encodeIntro([unhex(member.id)]), now);
+        asked++;
+      }
+      this.#startPunching(member, now);
       return;
     }
     if (member.movedTargets.length > 0 && member.punchUntilMs > now && now >= member.nextPunchMs) {
@@ -1080,7 +1244,13 @@ export class Mesh {
     const punch = encodePunch();
     const init = member.peer.createInitiation(now);
     member.lastInitSentMs = now;
+    // A member no hub told us about may not know us either: our advert first, so that our
+    // initiation is not from an unknown key.
+    const hello = member.staticEndpoint === null && this.#hubBlind(member, now)
+      ? this.#hello
+      : null;
     for (const endpoint of to) {
+      if (hello !== null) this.#o.send(hello, endpoint);
       this.#o.send(punch, endpoint);
       this.#o.send(init, endpoint);
       const c = member.candidates.get(endpointKey(endpoint));
@@ -1110,6 +1280,18 @@ export class Mesh {
       hubObserved: new Map(),
       localEndpoints: [],
       staticEndpoint: null,
+      sealed: null,
+      lastHubReportMs: 0,
+      peerObserved: new Map(),
+      introducedMs: 0,
+      cachedEndpoints: [],
+      cachedLastSeenMs: 0,
+      bootstrapEndpoint: null,
+      lastUpWallMs: 0,
+      signalBucket: new TokenBucket(SIGNAL_RATE_PER_S, SIGNAL_BURST),
+      signalPending: false,
+      retryAtMs: now + PUNCH_DURATION_MS,
+      retryIntervalMs: RETRY_FIRST_MS,
       nextProbeMs: 0,
       movedTargets: [],
       lastPunchReplyMs: Number.NEGATIVE_INFINITY,
@@ -1186,6 +1368,11 @@ export class Mesh {
     const spare = ADVERT_PLAINTEXT_MAX_LEN - encodeAdvert(advert).length - 2 - nat.value.length;
     advert = { ...advert, extensions: [nat, ...this.#policy.advertExtensions(spare)] };
     this.#advert = sealAdvert(this.#keys, this.#networkId, advert);
+    this.#hello = encodeHello({
+      networkId: this.#networkId,
+      nodeId: this.#nodeId,
+      advert: this.#advert,
+    });
     // A changed advert goes out at once so members learn our new candidates.
     for (const hub of this.#hubs) hub.nextRegisterMs = now;
   }
@@ -1341,7 +1528,7 @@ export class Mesh {
       }
       case "member":
         hub.lastHeardMs = now;
-        this.#handleMember(hub.key, msg.nodeId, msg.endpoint, msg.advert, now);
+        this.#handleMember({ hub: hub.key }, msg.nodeId, msg.endpoint, msg.advert, now);
         return;
       case "gone": {
         const member = this.#members.get(hex(msg.nodeId));
@@ -1354,56 +1541,87 @@ export class Mesh {
   }
 
   #handleMember(
-    hubKey: string,
+    via: MemberSource,
     id: Uint8Array,
-    observed: UdpEndpoint,
+    observed: UdpEndpoint | null,
     sealed: Uint8Array,
     now: number,
   ): void {
     if (bytesEqual(id, this.#nodeId)) return;
-    const opened = openAdvert(this.#keys, this.#networkId, id, sealed);
-    if ("error" in opened) {
-      this.#drop(`advert-${opened.error}`);
-      return;
-    }
-    const advert = opened.advert;
     const idHex = hex(id);
     let member = this.#members.get(idHex);
-    if (member !== undefined && advert.timestampMs < member.advertTimestamp) {
-      // A replayed (older) advert: it must never roll a member back.
-      this.#drop("advert-replayed");
-      return;
-    }
-    // The policy decides who the sender is (PSK mode: what it says; CA mode: its certificate).
-    // A refused advert changes nothing, not even for a known member: it may be a forgery.
-    const verdict = this.#policy.verify(advert);
-    if (!verdict.ok) {
-      this.#drop(`member-${verdict.reason}`);
-      return;
-    }
-    const addresses = verdict.addresses;
     let changed = false;
-    if (member === undefined) {
-      member = this.#addMember(idHex, verdict.name, advert.publicKey, addresses, now);
-      const event = {
-        kind: "member" as const,
-        name: verdict.name,
-        address: formatIPv6(advert.ipv6.address),
-      };
-      punchLog.info("member {name} ({address}) discovered, punching", event);
-      this.#o.onEvent?.(event);
-      changed = true;
-    } else if (advert.timestampMs > member.advertTimestamp) {
-      member.name = verdict.name;
-      this.#setRoutes(member, addresses);
+    // The same sealed bytes as before (hubs repeat them, members pass them on): nothing to open.
+    if (member?.sealed == null || !bytesEqual(member.sealed, sealed)) {
+      const opened = openAdvert(this.#keys, this.#networkId, id, sealed);
+      if ("error" in opened) {
+        this.#drop(`advert-${opened.error}`);
+        return;
+      }
+      const advert = opened.advert;
+      if (member !== undefined && advert.timestampMs < member.advertTimestamp) {
+        // A replayed (older) advert: it must never roll a member back.
+        this.#drop("advert-replayed");
+        return;
+      }
+      // The policy decides who the sender is (PSK mode: what it says; CA mode: its certificate).
+      // A refused advert changes nothing, not even for a known member: it may be a forgery.
+      const verdict = this.#policy.verify(advert);
+      if (!verdict.ok) {
+        this.#drop(`member-${verdict.reason}`);
+        return;
+      }
+      const addresses = verdict.addresses;
+      if (member === undefined) {
+        member = this.#addMember(idHex, verdict.name, advert.publicKey, addresses, now);
+        const event = {
+          kind: "member" as const,
+          name: verdict.name,
+          address: formatIPv6(advert.ipv6.address),
+        };
+        const how = "hub" in via
+          ? ""
+          : "cache" in via
+          ? " from the peer cache"
+          : "peer" in via
+          ? ` through ${via.peer.name}`
+          : " (it said hello)";
+        punchLog.info("member {name} ({address}) discovered{how}, punching", { ...event, how });
+        this.#o.onEvent?.(event);
+        changed = true;
+      } else if (advert.timestampMs > member.advertTimestamp) {
+        if (member.advertTimestamp === 0) {
+          punchLog.info("bootstrap member {endpoint} is {name}", {
+            endpoint: member.name,
+            name: verdict.name,
+          });
+        }
+        member.name = verdict.name;
+        this.#setRoutes(member, addresses);
+        if (member.everUp) this.#cacheChanged(now);
+      }
+      member.recheck = verdict.recheck ?? null;
+      member.advertTimestamp = advert.timestampMs;
+      member.localEndpoints = advert.localEndpoints.slice(0, MAX_LOCAL_CANDIDATES);
+      member.sealed = sealed.slice();
+      member.natInfo = decodeNatInfo(advert.extensions);
     }
-    member.recheck = verdict.recheck ?? null;
-    member.natInfo = decodeNatInfo(advert.extensions);
-    member.advertTimestamp = advert.timestampMs;
-    member.localEndpoints = advert.localEndpoints.slice(0, MAX_LOCAL_CANDIDATES);
-    // One observed endpoint per hub: a hub (honest after a NAT change, or hostile) can replace
-    // it but never grow the list.
-    member.hubObserved.set(hubKey, observed);
+    if ("hub" in via) {
+      // One observed endpoint per hub: a hub (honest after a NAT change, or hostile) can replace
+      // it but never grow the list.
+      member.hubObserved.set(via.hub, observed!);
+      member.lastHubReportMs = now;
+      // A hub's news is fresher than anything the cache remembers.
+      member.cachedEndpoints = [];
+    } else if ("peer" in via && observed !== null) {
+      // Likewise one endpoint per reporting member, and only a few members.
+      const peers = member.peerObserved;
+      if (!peers.has(via.peer.id) && peers.size >= MAX_PEER_OBSERVED) {
+        peers.delete(peers.keys().next().value!);
+      }
+      peers.set(via.peer.id, observed);
+    }
+    if ("peer" in via) member.introducedMs = now;
     const added = rebuildCandidates(member);
     if (!member.up) {
       if (changed || added.length > 0) this.#startPunching(member, now);
@@ -1414,6 +1632,142 @@ export class Mesh {
       member.punchUntilMs = now + PUNCH_DURATION_MS;
       this.#punchMoved(member, now);
     }
+  }
+
+  // --- without a hub: peer cache, bootstrap, member-to-member signalling -----------------------
+
+  #loadPeerCache(entries: CachedPeer[], now: number): void {
+    for (const e of entries) {
+      if (e.nodeId.length !== 16) continue;
+      const before = this.#members.get(hex(e.nodeId));
+      // Opened and checked like any advert: a cache from another network, a revoked or expired
+      // certificate, or a tampered entry is dropped here.
+      this.#handleMember({ cache: true }, e.nodeId, null, e.advert, now);
+      const member = this.#members.get(hex(e.nodeId));
+      if (member === undefined || member === before || member.staticEndpoint !== null) continue;
+      member.cachedEndpoints = e.endpoints.slice(0, 4);
+      member.cachedLastSeenMs = e.lastSeenMs;
+      rebuildCandidates(member);
+      this.#startPunching(member, now);
+    }
+  }
+
+  #addBootstrap(endpoint: UdpEndpoint, publicKey: Uint8Array, now: number): void {
+    if (bytesEqual(publicKey, this.#device.publicKey)) return;
+    const id = hex(nodeIdFromKey(this.#keys.nodeIdKey, publicKey));
+    // Until its advert arrives over the edge it has no name and no addresses: nothing is routed
+    // to it and nothing from it reaches the TUN, but it can tell us about the others.
+    const member = this.#members.get(id) ??
+      this.#addMember(id, `bootstrap@${formatEndpoint(endpoint)}`, publicKey, [], now);
+    member.bootstrapEndpoint = endpoint;
+    rebuildCandidates(member);
+    this.#startPunching(member, now);
+  }
+
+  /** A HELLO: a member we may not know yet is about to start a handshake. Never answered. */
+  #handleHello(data: Uint8Array): void {
+    const hello = decodeHello(data);
+    if (hello === null) return this.#drop("hello-malformed");
+    if (!bytesEqual(hello.networkId, this.#networkId)) return this.#drop("hello-wrong-network");
+    const member = this.#members.get(hex(hello.nodeId));
+    if (member?.sealed != null && bytesEqual(member.sealed, hello.advert)) return;
+    const now = this.#o.now();
+    if (!this.#helloBucket.take(now)) return this.#drop("hello-rate");
+    // No candidate from the sender's address (it may be spoofed): its initiation follows, and
+    // the WireGuard response goes back to where that came from.
+    this.#handleMember({ hello: true }, hello.nodeId, null, hello.advert, now);
+  }
+
+  /**
+   * Signalling from a member over our edge: PEERS (members it knows, and where it sees them) or
+   * INTRO (introduce me to these members again).
+   */
+  #handleSignal(sender: Member, packet: Uint8Array, now: number): void {
+    if (sender.staticEndpoint !== null) return this.#drop("signal-from-static-peer");
+    if (!sender.signalBucket.take(now)) return this.#drop("signal-rate");
+    if (packet[0] === INTRO_TYPE) return this.#handleIntro(sender, packet, now);
+    const entries = decodePeers(packet);
+    if (entries === null) return this.#drop("signal-malformed");
+    for (const e of entries) {
+      this.#handleMember({ peer: sender }, e.nodeId, e.endpoint, e.advert, now);
+    }
+  }
+
+  #handleIntro(sender: Member, packet: Uint8Array, now: number): void {
+    const ids = decodeIntro(packet);
+    if (ids === null) return this.#drop("signal-malformed");
+    if (sender.sealed === null) return;
+    const back: PeerEntry[] = [];
+    for (const id of ids) {
+      const x = this.#members.get(hex(id));
+      if (x === undefined || x === sender || !x.up || x.sealed === null) continue;
+      if (x.staticEndpoint !== null) continue;
+      this.#sendSignal(x, encodePeers([this.#entryOf(sender)])[0]!, now);
+      back.push(this.#entryOf(x));
+    }
+    for (const msg of encodePeers(back)) this.#sendSignal(sender, msg, now);
+  }
+
+  /**
+   * True when no hub seems to know where `member` is: no recent report from a hub, or our edge
+   * goes to an endpoint no hub reported (it restarted or moved since, or it is not registered).
+   * A LAN endpoint is ours to know, not the hub's.
+   */
+  #hubBlind(member: Member, now: number): boolean {
+    const freshMs = 4 * this.#o.timers.hubKeepaliveMs + 5_000;
+    if (member.lastHubReportMs === 0 || now - member.lastHubReportMs > freshMs) return true;
+    if (member.endpoint === null) return false;
+    if (member.candidates.get(member.endpointKey)?.source === "local") return false;
+    for (const e of member.hubObserved.values()) {
+      if (endpointKey(e) === member.endpointKey) return false;
+    }
+    return true;
+  }
+
+  /** What we tell others about `member`: its advert and where we see it (not a LAN address). */
+  #entryOf(member: Member): PeerEntry {
+    let endpoint = member.endpoint;
+    if (endpoint !== null && member.candidates.get(member.endpointKey)?.source === "local") {
+      endpoint = member.hubObserved.values().next().value ?? null;
+    }
+    return { nodeId: unhex(member.id), endpoint, advert: member.sealed! };
+  }
+
+  /**
+   * The edge to `member` came up or moved: if the hubs may not know it (or the others), send it
+   * the members we have edges to, and introduce it to them. Harmless duplication when a hub did.
+   */
+  #signalEdgeUp(member: Member, now: number): void {
+    // Just introduced to each other by a member: it has told both sides about the rest already
+    // (without this, a newcomer's arrival would cost O(n²) messages instead of O(n)).
+    if (member.introducedMs > 0 && now - member.introducedMs < PUNCH_DURATION_MS) return;
+    const blind = this.#hubBlind(member, now);
+    const others = [...this.#members.values()].filter((x) =>
+      x !== member && x.up && x.sealed !== null && x.staticEndpoint === null &&
+      (blind || this.#hubBlind(x, now))
+    );
+    const toMember: PeerEntry[] = others.map((x) => this.#entryOf(x));
+    if (blind && this.#advert !== null) {
+      toMember.unshift({ nodeId: this.#nodeId, endpoint: null, advert: this.#advert });
+    }
+    for (const msg of encodePeers(toMember)) this.#sendSignal(member, msg, now);
+    if (member.sealed === null || others.length === 0) return;
+    const [intro] = encodePeers([this.#entryOf(member)]);
+    for (const x of others) this.#sendSignal(x, intro!, now);
+    punchLog.debug("introduced {name} and {count} members to each other", {
+      name: member.name,
+      count: others.length,
+    });
+  }
+
+  #sendSignal(member: Member, msg: Uint8Array, now: number): void {
+    const datagram = member.peer.encrypt(msg, now);
+    if (datagram !== null && member.endpoint !== null) this.#o.send(datagram, member.endpoint);
+  }
+
+  #cacheChanged(now: number): void {
+    this.#cacheVersion++;
+    this.#cacheBumpedMs = now;
   }
 
   /** Drops members the policy no longer accepts (CA mode: expired or revoked), once a second. */
@@ -1436,6 +1790,7 @@ export class Mesh {
     this.#routes.removeValue(member);
     this.#device.removePeer(member.peer);
     this.#members.delete(member.id);
+    if (member.everUp) this.#cacheChanged(this.#o.now());
   }
 
   #drop(reason: string): void {
@@ -1559,7 +1914,10 @@ function rebuildCandidates(member: Member): UdpEndpoint[] {
     );
   };
   for (const endpoint of member.localEndpoints) add(endpoint, "local");
+  for (const endpoint of member.cachedEndpoints) add(endpoint, "cache");
+  for (const endpoint of member.peerObserved.values()) add(endpoint, "peer");
   for (const endpoint of member.hubObserved.values()) add(endpoint, "hub");
+  if (member.bootstrapEndpoint !== null) add(member.bootstrapEndpoint, "bootstrap");
   if (member.staticEndpoint !== null) add(member.staticEndpoint, "static");
   const added: UdpEndpoint[] = [];
   for (const [key, c] of next) if (!member.candidates.has(key)) added.push(c.endpoint);
@@ -1596,6 +1954,12 @@ function encodePunch(): Uint8Array {
 function prefixed(prefix: string, counters: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(counters)) if (v > 0) out[prefix + k] = v;
+  return out;
+}
+
+function unhex(text: string): Uint8Array {
+  const out = new Uint8Array(text.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
   return out;
 }
 

@@ -31,7 +31,9 @@
  * | 0x15    | LEAVE      | client → hub | network_id, node_id, token                  | 52       |
  * | 0x16    | GONE       | hub → client | network_id, node_id                         | 36       |
  * | 0x17    | PUNCH      | peer → peer  | 8 random bytes                              | 12       |
- * | 0x18-1f | reserved   | peer → peer  | future signalling; invalid for now          |          |
+ * | 0x18    | HELLO      | peer → peer  | member-to-member signalling: `signal.ts`    |          |
+ * | 0x19-1a | PEERS/INTRO| inside edges | (this decoder calls them "reserved type")   |          |
+ * | 0x1b-1f | reserved   | peer → peer  | future signalling; invalid for now          |          |
  *
  * - **REGISTER** flags bit 0 (`0x01`): "send me the full member list". The token is all zeros when
  *   the client has none. Clients re-send REGISTER every `keepalive_s` seconds with the *same*

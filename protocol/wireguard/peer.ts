@@ -31,6 +31,7 @@ import {
 import { dh, generatePrivateKey, KEY_LEN } from "./noise.ts";
 import type { ResponseMessage } from "./messages.ts";
 import { Session } from "./session.ts";
+import { edgeMessageLength } from "../signal.ts";
 import {
   INITIATION_MIN_INTERVAL_MS,
   REKEY_TIMEOUT_JITTER_MAX_MS,
@@ -414,7 +415,10 @@ export class WgPeer {
     } else {
       this.#needAnotherKeepalive = true;
     }
-    const len = ipPacketLength(plain);
+    // meshub's member-to-member signalling (protocol/signal.ts) cannot start like an IP packet;
+    // the mesh takes it off before the inner-source check and never lets it reach a TUN.
+    let len = ipPacketLength(plain);
+    if (len < 0) len = edgeMessageLength(plain);
     if (len < 0) return { kind: "drop", reason: "invalid_inner_packet" };
     return { kind: "data", packet: plain.subarray(0, len), outgoing };
   }
