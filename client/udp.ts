@@ -98,7 +98,7 @@ export function openUdpSocket(
 }
 
 function openFfiSocket(port: number): ClientUdpSocket {
-  const sock = openLinuxUdpSocket({ port, gso: false, gro: false });
+  const sock = openLinuxUdpSocket({ port });
   const stats: UdpSocketStats = {
     get sendErrors() {
       return sock.stats.sendErrors;
