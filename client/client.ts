@@ -6,7 +6,7 @@
  * allocation-light work in between (the mesh's own pipeline is described in `mesh.ts`):
  *
  * Inside → outside (readTun):
- *   poll(tun) ─► read() until EAGAIN ─► per packet: mesh.handleTunPacket
+ *   poll(tun) ─► read() until EAGAIN or 1024 packets ─► per packet: mesh.handleTunPacket
  *     (route lookup → WireGuard encrypt → udp.send: copied into the socket's batch, GSO-merged
  *     with the previous datagram when it goes to the same peer with the same size)
  *   ─► end of drain: udp.flush() = one sendmmsg for the batch; EAGAIN drops and counts the rest
@@ -30,7 +30,7 @@
 import type { ClientConfig } from "./config.ts";
 import { loadOrCreateState } from "./state_file.ts";
 import { Mesh } from "./mesh.ts";
-import { openUdpSocket, type UdpEndpoint, type UdpSocket } from "./udp.ts";
+import { openUdpSocket, type UdpEndpoint, type UdpSocket, type UdpSocketStats } from "./udp.ts";
 import { MESSAGE_TRANSPORT } from "../protocol/wireguard/messages.ts";
 import type { Prefix } from "./route_table.ts";
 import { nodeAddress, ulaPrefix } from "../protocol/keys.ts";
@@ -55,6 +55,8 @@ const clientLog = log("client");
 const TICK_MS = 200;
 /** Largest packet read from the TUN device (well above any MTU we allow). */
 const TUN_READ_BUFFER_LEN = 65_536;
+/** Most TUN packets handled per wake-up before the loop yields to the others. */
+const TUN_DRAIN_BUDGET = 1024;
 /** Pause after an unexpected receive error, so a persistent one cannot spin the loop. */
 const RECEIVE_ERROR_PAUSE_MS = 10;
 /** Default length of the derived VPN prefix routed into the TUN. */
@@ -181,7 +183,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
       ...config.peers.flatMap((p) => [...p.ipv6, ...p.ipv4]),
     ],
   });
-  diagnostics.attach(mesh, { interface: tun.name, mtu: config.tun.mtu });
+  diagnostics.attach(mesh, {
+    interface: tun.name,
+    mtu: config.tun.mtu,
+    socketDrops: () => socketDrops(udp.stats),
+  });
   clientLog.info(
     "node {name}: {address}, udp port {port} ({socket}), {hubs} hub(s), crypto {aead}",
     {
@@ -237,8 +243,12 @@ async function readTun(
   while (!stopping()) {
     let n: number;
     try {
-      // Drain everything that is ready with cheap synchronous reads, then wait once.
-      while ((n = tun.tryRead(buf)) > 0) mesh.handleTunPacket(buf.subarray(0, n));
+      // Drain what is ready with cheap synchronous reads, then wait once. The budget keeps a
+      // flood into the TUN from starving the UDP loop and the timers: the wait below returns
+      // at once when more is ready, but lets everything else on the event loop run first.
+      for (let i = 0; i < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; i++) {
+        mesh.handleTunPacket(buf.subarray(0, n));
+      }
     } catch (err) {
       if (stopping()) return;
       throw err;
@@ -274,6 +284,15 @@ async function readUdp(
     udp.flush();
     tun.flush?.();
   }
+}
+
+/** The socket's counters as drop reasons beside the mesh's own (only those that happened). */
+function socketDrops(stats: UdpSocketStats): Record<string, number> {
+  const drops: Record<string, number> = {};
+  if (stats.sendDropped > 0) drops["udp-send-buffer-full"] = stats.sendDropped;
+  if (stats.sendErrors > 0) drops["udp-send-refused"] = stats.sendErrors;
+  if (stats.receiveTruncated > 0) drops["udp-receive-truncated"] = stats.receiveTruncated;
+  return drops;
 }
 
 /** Runs one start-up step; OS refusals (no root, port in use, ...) become one-line user errors. */

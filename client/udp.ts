@@ -55,6 +55,8 @@ export interface UdpSocketStats {
   sendErrors: number;
   /** Sends dropped because the socket was full (kernel buffer, or Deno's in-flight bound). */
   sendDropped: number;
+  /** Received datagrams longer than a receive buffer (dropped). */
+  receiveTruncated: number;
 }
 
 /** Which implementation an open socket uses. */
@@ -106,6 +108,9 @@ function openFfiSocket(port: number): ClientUdpSocket {
     get sendDropped() {
       return sock.stats.sendDropped;
     },
+    get receiveTruncated() {
+      return sock.stats.receiveTruncated;
+    },
   };
   // receive() is for tests and tools; the client uses receiveBatch().
   const pending: [Uint8Array, UdpEndpoint][] = [];
@@ -153,7 +158,7 @@ function openDenoSocket(port: number): ClientUdpSocket {
     if (err instanceof Deno.errors.AddrInUse) throw err;
     conn = Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port });
   }
-  const stats: UdpSocketStats = { sendErrors: 0, sendDropped: 0 };
+  const stats: UdpSocketStats = { sendErrors: 0, sendDropped: 0, receiveTruncated: 0 };
   let inFlight = 0;
   const onSent = () => {
     inFlight--;
