@@ -7,8 +7,9 @@
  *
  * Inside → outside (readTun):
  *   poll(tun) ─► read() until EAGAIN or 1024 packets ─► per packet: mesh.handleTunPacket
- *     (route lookup → WireGuard encrypt → udp.send: copied into the socket's batch, GSO-merged
- *     with the previous datagram when it goes to the same peer with the same size)
+ *     (route lookup → WireGuard encrypt straight into the socket's send batch (reserveSend /
+ *     commitSend: no buffer per packet), GSO-merged with the previous datagram when it goes to
+ *     the same peer with the same size)
  *   ─► end of drain: udp.flush() = one sendmmsg for the batch; EAGAIN drops and counts the rest
  *
  * Outside → inside (readUdp):
@@ -169,6 +170,12 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     // The TUN is excluded by name: our VPN addresses must never become underlay candidates.
     localAddresses: () => localAddresses({ exclude: [tun.name] }).map((a) => a.address),
     send: (data, to) => udp.send(data, to),
+    ...(udp.reserve && udp.commit
+      ? {
+        reserveSend: (maxLen: number) => udp.reserve!(maxLen),
+        commitSend: (len: number, to: UdpEndpoint) => udp.commit!(len, to),
+      }
+      : {}),
     writeTun: (packet) => {
       tun.write(packet);
     },

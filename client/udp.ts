@@ -40,6 +40,14 @@ export interface UdpSocket {
   send(data: Uint8Array, to: UdpEndpoint): void;
   /** Hands every datagram queued by {@linkcode UdpSocket.send} to the kernel now. */
   flush(): void;
+  /**
+   * Zero-copy sending, where supported: room for a datagram of up to `maxLen` bytes inside the
+   * socket's send batch, to be filled and then queued with {@linkcode UdpSocket.commit} before
+   * any other send. Null when unsupported (use send()) or refused.
+   */
+  reserve?(maxLen: number): Uint8Array | null;
+  /** Queues the first `len` bytes of the last {@linkcode UdpSocket.reserve} room for `to`. */
+  commit?(len: number, to: UdpEndpoint): void;
   /** Closes the socket; a pending receive() or receiveBatch() rejects. */
   close(): void;
 }
@@ -143,6 +151,12 @@ function openFfiSocket(port: number): ClientUdpSocket {
     },
     flush(): void {
       sock.flush();
+    },
+    reserve(maxLen: number): Uint8Array | null {
+      return sock.reserve(maxLen);
+    },
+    commit(len: number, to: UdpEndpoint): void {
+      sock.commit(len, to);
     },
     close(): void {
       sock.close();

@@ -309,7 +309,37 @@ export class LinuxUdpSocket {
    */
   send(data: Uint8Array, to: Endpoint): void {
     const len = data.length;
-    if (this.#closed || len > MAX_DATAGRAM_LEN) {
+    if (len > MAX_DATAGRAM_LEN) {
+      this.stats.sendErrors++;
+      return;
+    }
+    const room = this.reserve(len);
+    if (room === null) {
+      this.stats.sendErrors++;
+      return;
+    }
+    room.set(data);
+    this.commit(len, to);
+  }
+
+  /**
+   * Zero-copy sending, step 1: room for a datagram of up to `maxLen` bytes inside the send batch
+   * (flushing first when the batch is full). Write the datagram there, then call
+   * {@linkcode LinuxUdpSocket.commit} before any other send. Null when closed or too long.
+   */
+  reserve(maxLen: number): Uint8Array | null {
+    if (this.#closed || maxLen > MAX_DATAGRAM_LEN) return null;
+    // Both checks here, so that commit() never has to flush what was just written.
+    if (this.#count === SEND_BATCH || this.#arenaUsed + maxLen > SEND_ARENA_LEN) this.flush();
+    return this.#arena.subarray(this.#arenaUsed, this.#arenaUsed + maxLen);
+  }
+
+  /**
+   * Zero-copy sending, step 2: queues the first `len` bytes written into the last
+   * {@linkcode LinuxUdpSocket.reserve} for `to`. Never throws; refusals are counted.
+   */
+  commit(len: number, to: Endpoint): void {
+    if (this.#closed) {
       this.stats.sendErrors++;
       return;
     }
@@ -318,15 +348,14 @@ export class LinuxUdpSocket {
       this.stats.sendErrors++;
       return;
     }
-    if (this.#arenaUsed + len > SEND_ARENA_LEN) this.flush();
     const last = this.#count - 1;
     if (
       this.#gso && last >= 0 && this.#destinations[last] === dest && this.#open[last] === 1 &&
       len <= this.#segmentLen[last]! && this.#segments[last]! < GSO_MAX_SEGMENTS &&
       this.#bytes[last]! + len <= GSO_MAX_BYTES && len > 0
     ) {
-      // Same endpoint, not longer than the first segment: one more segment of the last message.
-      this.#arena.set(data, this.#arenaUsed);
+      // Same endpoint, not longer than the first segment, and already right behind it in the
+      // arena: one more segment of the last message.
       this.#arenaUsed += len;
       this.#bytes[last]! += len;
       this.#segments[last]!++;
@@ -334,12 +363,10 @@ export class LinuxUdpSocket {
       if (len < this.#segmentLen[last]!) this.#open[last] = 0;
       return;
     }
-    if (this.#count === SEND_BATCH) this.flush();
     const i = this.#count++;
     this.#sendNames.set(dest.sockaddr, i * SOCKADDR_IN6_LEN);
     this.#sendMsgsView.setUint32(i * MMSGHDR_LEN + MSG_NAMELEN, dest.sockaddr.length, true);
     setPointer(this.#sendIovView, i * IOVEC_LEN, this.#arenaPointer + this.#arenaUsed);
-    this.#arena.set(data, this.#arenaUsed);
     this.#arenaUsed += len;
     this.#segmentLen[i] = len;
     this.#segments[i] = 1;

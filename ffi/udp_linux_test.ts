@@ -316,3 +316,34 @@ Deno.test({
     assert.ok(out.rssGrowth < 16 << 20, r.stdout);
   },
 });
+
+Deno.test({
+  name:
+    "LinuxUdpSocket: reserve()/commit() send in place, join GSO runs, and an uncommitted room sends nothing",
+  ignore: NOT_LINUX,
+  async fn() {
+    const [a, b] = pair();
+    try {
+      const to = { hostname: "127.0.0.1", port: b.port };
+      for (let i = 0; i < 10; i++) {
+        const room = a.reserve(1500)!;
+        room.set(pattern(1200, i));
+        a.commit(1200, to);
+      }
+      // Reserved but never committed (e.g. the packet was queued for a handshake).
+      a.reserve(1500)!.set(pattern(1200, 99));
+      a.send(pattern(300, 10), to);
+      a.flush();
+      assert.equal(a.stats.sent, 11);
+      if (a.gso) assert.equal(a.stats.gsoMessages, 1);
+      const got = await receiveAll(b, 11);
+      assert.equal(got.data.length, 11);
+      for (let i = 0; i < 10; i++) assert.deepEqual(got.data[i], pattern(1200, i));
+      assert.deepEqual(got.data[10], pattern(300, 10));
+      assert.equal(a.reserve(70_000), null);
+    } finally {
+      a.close();
+      b.close();
+    }
+  },
+});
