@@ -204,6 +204,10 @@ export class LinuxUdpSocket {
   #fdClosed = false;
   #waiters = 0;
   #gso: boolean;
+  /** Longest segment a GSO message may use: lowered when the path refused one (MTU). */
+  #gsoMaxSegmentLen = MAX_DATAGRAM_LEN;
+  /** Messages the kernel refused to segment (then sent datagram by datagram). */
+  #gsoRefused = 0;
   readonly #gro: boolean;
   readonly #pollfd = new Uint8Array(8);
 
@@ -292,6 +296,11 @@ export class LinuxUdpSocket {
     return this.#gso;
   }
 
+  /** GSO messages the kernel refused (their datagrams were then sent one by one). */
+  get gsoRefused(): number {
+    return this.#gsoRefused;
+  }
+
   /** Whether the kernel may coalesce received datagrams (UDP_GRO). */
   get gro(): boolean {
     return this.#gro;
@@ -351,7 +360,8 @@ export class LinuxUdpSocket {
     const last = this.#count - 1;
     if (
       this.#gso && last >= 0 && this.#destinations[last] === dest && this.#open[last] === 1 &&
-      len <= this.#segmentLen[last]! && this.#segments[last]! < GSO_MAX_SEGMENTS &&
+      len <= this.#segmentLen[last]! && this.#segmentLen[last]! <= this.#gsoMaxSegmentLen &&
+      this.#segments[last]! < GSO_MAX_SEGMENTS &&
       this.#bytes[last]! + len <= GSO_MAX_BYTES && len > 0
     ) {
       // Same endpoint, not longer than the first segment, and already right behind it in the
@@ -432,9 +442,14 @@ export class LinuxUdpSocket {
         break;
       }
       if (this.#segments[at]! > 1 && (e === EIO || e === ERRNO.EINVAL || e === ERRNO.EMSGSIZE)) {
-        // The path cannot segment (no checksum offload: EIO) or a segment exceeds its MTU:
-        // send this message's datagrams one by one instead.
+        // The path cannot segment (no checksum offload: EIO) or a segment exceeds its MTU
+        // (EINVAL, EMSGSIZE: datagrams that need IP fragmentation): send this message's
+        // datagrams one by one, and stop merging datagrams that long.
         if (e === EIO) this.#gso = false;
+        else {
+          this.#gsoMaxSegmentLen = Math.min(this.#gsoMaxSegmentLen, this.#segmentLen[at]! - 1);
+        }
+        this.#gsoRefused++;
         this.#sendSegmentsSingly(at);
       } else {
         this.stats.sendErrors += this.#segments[at]!;

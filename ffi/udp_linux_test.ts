@@ -347,3 +347,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "LinuxUdpSocket: datagrams longer than the path MTU still leave (fragmented) once GSO is refused, which is remembered",
+  ignore: NOT_LINUX || NEEDS_ROOT,
+  async fn() {
+    await using lab = new Lab({ prefix: randomLabPrefix("mhudp") });
+    const ns = await lab.namespace("m");
+    for (
+      const cmd of [
+        ["ip", "link", "add", "v0", "mtu", "1280", "type", "veth", "peer", "name", "v1"],
+        ["ip", "addr", "add", "198.18.78.1/24", "dev", "v0"],
+        ["ip", "link", "set", "v0", "up"],
+        ["ip", "link", "set", "v1", "up"],
+        ["ip", "neigh", "replace", "198.18.78.2", "lladdr", "02:00:00:00:00:02", "dev", "v0"],
+      ]
+    ) await lab.exec(ns, cmd, { check: true });
+    const fixture = new URL("../tests/fixtures/udp_full.ts", import.meta.url).pathname;
+    const r = await lab.exec(
+      ns,
+      [Deno.execPath(), "run", "--allow-ffi", "--allow-read", fixture, "--mtu", "198.18.78.2"],
+      { check: true, timeoutMs: 30_000 },
+    );
+    const [first, second] = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+    assert.equal(first.sent, 10, r.stdout);
+    assert.equal(first.sendErrors + first.sendDropped, 0, r.stdout);
+    assert.equal(second.sent, 20, r.stdout);
+    if (first.gso) {
+      assert.equal(first.gsoRefused, 1, "the first round tried GSO once and fell back");
+      assert.equal(second.gsoRefused, 1, "the second round did not try again");
+      assert.equal(second.gsoMessages, 0);
+    }
+  },
+});
