@@ -13,8 +13,10 @@
  *   UDP_GRO the kernel hands over a run of equal-size datagrams from one sender as one buffer;
  *   it is split here, so callers only ever see single datagrams.
  * - Send: {@linkcode LinuxUdpSocket.send} copies the datagram into a send arena and describes it
- *   in a preallocated `mmsghdr`; {@linkcode LinuxUdpSocket.flush} hands the batch to one
- *   `sendmmsg`. With UDP_SEGMENT (GSO), consecutive equal-size datagrams to the same endpoint
+ *   in a preallocated `mmsghdr` (or the caller writes it there itself:
+ *   {@linkcode LinuxUdpSocket.reserve} / {@linkcode LinuxUdpSocket.commit}, which is how the data
+ *   path encrypts without a buffer per packet); {@linkcode LinuxUdpSocket.flush} hands the batch
+ *   to one `sendmmsg`. With UDP_SEGMENT (GSO), consecutive equal-size datagrams to the same endpoint
  *   share one message that the kernel (or the NIC) cuts back into datagrams. Sending never
  *   waits: when the kernel's send buffer is full (EAGAIN/ENOBUFS) the rest of the batch is
  *   dropped and counted, as a NIC drops when its ring is full, so memory stays bounded whatever
