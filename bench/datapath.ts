@@ -72,6 +72,8 @@ export interface RunFigures {
   cpuSecondsPerGB: number;
   /** Mean VmRSS per VPN process after the TCP run. */
   rssBytes: number;
+  /** Largest peak RSS (VmHWM) of the VPN processes after the UDP flood: shows unbounded queues. */
+  rssPeakAfterUdpBytes: number;
   errors: string[];
 }
 
@@ -497,6 +499,7 @@ async function measure(
   const rss = t.pids.length > 0 ? t.pids.reduce((s, p) => s + rssBytes(p), 0) / t.pids.length : NaN;
   const tcp6 = t.v6 ? await iperf(t.v6, false) : undefined;
   const udp = await iperf(t.v4, true);
+  const rssPeak = t.pids.length > 0 ? Math.max(...t.pids.map((p) => rssBytes(p, "VmHWM"))) : NaN;
   // Queues left behind by the flood show up as delay: 20 pings right after it.
   const after = await lab.ping(h.a, t.v4, { count: 20, intervalS: 0.01, timeoutS: 3 });
   await pollUntil(
@@ -520,6 +523,7 @@ async function measure(
     cpuSeconds,
     cpuSecondsPerGB: tcp4.bytes > 0 ? cpuSeconds / (tcp4.bytes / 1e9) : NaN,
     rssBytes: rss,
+    rssPeakAfterUdpBytes: rssPeak,
     errors,
   };
 }
@@ -536,6 +540,7 @@ const FIGURES = [
   "cpuSeconds",
   "cpuSecondsPerGB",
   "rssBytes",
+  "rssPeakAfterUdpBytes",
 ] as const;
 
 /** Runs one scenario: builds it in `lab`, starts every tunnel, measures interleaved. */

@@ -220,6 +220,7 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("CPU s in TCPv4 run (2 ends)", "cpuSeconds");
   line("CPU s per GB (TCPv4)", "cpuSecondsPerGB");
   line("RSS MiB per process", "rssBytes", 1 / (1024 * 1024));
+  line("peak RSS MiB after UDP flood", "rssPeakAfterUdpBytes", 1 / (1024 * 1024));
   const notes = r.tunnels.filter((t) => t.skipped).map((t) =>
     `  ${t.tunnel} skipped: ${t.skipped!.split("\n")[0]}`
   );

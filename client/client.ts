@@ -2,12 +2,37 @@
  * The client process: opens the TUN device and the UDP socket, then drives the {@linkcode Mesh}
  * with packets and ticks until SIGINT/SIGTERM (or an abort signal), and tears everything down.
  *
+ * The data path is two loops on the one JS thread, each one await per wake-up and synchronous,
+ * allocation-light work in between (the mesh's own pipeline is described in `mesh.ts`):
+ *
+ * Inside → outside (readTun):
+ *   poll(tun) ─► read() until EAGAIN or 1024 packets ─► per packet: mesh.handleTunPacket
+ *     (route lookup → WireGuard encrypt straight into the socket's send batch (reserveSend /
+ *     commitSend: no buffer per packet), GSO-merged with the previous datagram when it goes to
+ *     the same peer with the same size)
+ *   ─► end of drain: udp.flush() = one sendmmsg for the batch; EAGAIN drops and counts the rest
+ *
+ * Outside → inside (readUdp):
+ *   poll(udp) ─► recvmmsg (64 a call, GRO buffers split) until the queue is empty or 1024
+ *     datagrams ─► per datagram: mesh.handleDatagram
+ *     (WireGuard decrypt → inner-source check → tun.write; handshakes, hub messages and punches
+ *     may answer with udp.send)
+ *   ─► end of batch: udp.flush() (replies, keepalives, queued packets), tun.flush?.() (a
+ *     batching TUN writer writes out what it holds)
+ *
+ * Timers (every TICK_MS): mesh.tick ─► udp.flush(). Anything sent outside these boundaries
+ * (control requests) is flushed by the socket itself when the current job ends.
+ *
+ * Every queue is bounded: the kernel socket buffers (4 MiB, dropped and counted when full), the
+ * socket's batch (64 messages), each peer's pre-handshake queue, the TUN device's queue.
+ *
  * @module
  */
 import type { ClientConfig } from "./config.ts";
 import { loadOrCreateState } from "./state_file.ts";
 import { Mesh } from "./mesh.ts";
-import { openUdpSocket } from "./udp.ts";
+import { openUdpSocket, type UdpEndpoint, type UdpSocket, type UdpSocketStats } from "./udp.ts";
+import { MESSAGE_TRANSPORT } from "../protocol/wireguard/messages.ts";
 import type { Prefix } from "./route_table.ts";
 import { nodeAddress, ulaPrefix } from "../protocol/keys.ts";
 import { formatIPv4, formatIPv6 } from "../protocol/ip_address.ts";
@@ -32,6 +57,10 @@ const clientLog = log("client");
 const TICK_MS = 200;
 /** Largest packet read from the TUN device (well above any MTU we allow). */
 const TUN_READ_BUFFER_LEN = 65_536;
+/** Most TUN packets handled per wake-up before the loop yields to the others. */
+const TUN_DRAIN_BUDGET = 1024;
+/** Pause after an unexpected receive error, so a persistent one cannot spin the loop. */
+const RECEIVE_ERROR_PAUSE_MS = 10;
 /** Default length of the derived VPN prefix routed into the TUN. */
 const DERIVED_PREFIX_LEN = 48;
 /** How often the peer cache is checked for changes (and written if there are any). */
@@ -166,6 +195,12 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     // The TUN is excluded by name: our VPN addresses must never become underlay candidates.
     localAddresses: () => localAddresses({ exclude: [tun.name] }).map((a) => a.address),
     send: (data, to) => udp.send(data, to),
+    ...(udp.reserve && udp.commit
+      ? {
+        reserveSend: (maxLen: number) => udp.reserve!(maxLen),
+        commitSend: (len: number, to: UdpEndpoint) => udp.commit!(len, to),
+      }
+      : {}),
     writeTun: (packet) => {
       tun.write(packet);
     },
@@ -182,14 +217,22 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     peerCache: cache?.loaded.entries ?? [],
     bootstrap: config.bootstrap,
   });
-  diagnostics.attach(mesh, { interface: tun.name, mtu: config.tun.mtu });
-  clientLog.info("node {name}: {address}, udp port {port}, {hubs} hub(s), crypto {aead}", {
-    name: config.node.name,
-    address: formatPrefix(ipv6),
-    port: udp.port,
-    hubs: config.hubs.length,
-    aead: aead?.name ?? "node:crypto",
+  diagnostics.attach(mesh, {
+    interface: tun.name,
+    mtu: config.tun.mtu,
+    socketDrops: () => socketDrops(udp.stats),
   });
+  clientLog.info(
+    "node {name}: {address}, udp port {port} ({socket}), {hubs} hub(s), crypto {aead}",
+    {
+      name: config.node.name,
+      address: formatPrefix(ipv6),
+      port: udp.port,
+      socket: udp.kind,
+      hubs: config.hubs.length,
+      aead: aead?.name ?? "node:crypto",
+    },
+  );
 
   let stopping = false;
   const stopped = Promise.withResolvers<void>();
@@ -202,8 +245,12 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   for (const s of signals) Deno.addSignalListener(s, stop);
   options.signal?.addEventListener("abort", stop);
 
-  const timer = setInterval(() => mesh.tick(), TICK_MS);
-  mesh.tick();
+  const tick = () => {
+    mesh.tick();
+    udp.flush();
+  };
+  const timer = setInterval(tick, TICK_MS);
+  tick();
   // Written on change only, at most every PEER_CACHE_SAVE_MS, one write at a time.
   let savedVersion = mesh.peerCacheVersion;
   let saving: Promise<void> = Promise.resolve();
@@ -222,19 +269,8 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     return saving;
   };
   const cacheTimer = setInterval(saveCache, PEER_CACHE_SAVE_MS);
-  const tunLoop = readTun(tun, mesh, () => stopping);
-  const udpLoop = (async () => {
-    while (!stopping) {
-      let received;
-      try {
-        received = await udp.receive();
-      } catch {
-        if (stopping) return;
-        continue;
-      }
-      mesh.handleDatagram(received[0], received[1]);
-    }
-  })();
+  const tunLoop = readTun(tun, mesh, udp, () => stopping);
+  const udpLoop = readUdp(udp, mesh, tun, () => stopping);
 
   await stopped.promise;
   clientLog.info("stopping: leaving the hubs, removing {name}", { name: tun.name });
@@ -252,19 +288,66 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   for (const s of signals) Deno.removeSignalListener(s, stop);
 }
 
-async function readTun(tun: TunDevice, mesh: Mesh, stopping: () => boolean): Promise<void> {
+async function readTun(
+  tun: TunDevice,
+  mesh: Mesh,
+  udp: UdpSocket,
+  stopping: () => boolean,
+): Promise<void> {
   const buf = new Uint8Array(TUN_READ_BUFFER_LEN);
   while (!stopping()) {
     let n: number;
     try {
-      // Drain everything that is ready with cheap synchronous reads, then wait once.
-      while ((n = tun.tryRead(buf)) > 0) mesh.handleTunPacket(buf.subarray(0, n));
+      // Drain what is ready with cheap synchronous reads, then wait once. The budget keeps a
+      // flood into the TUN from starving the UDP loop and the timers: the wait below returns
+      // at once when more is ready, but lets everything else on the event loop run first.
+      for (let i = 0; i < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; i++) {
+        mesh.handleTunPacket(buf.subarray(0, n));
+      }
     } catch (err) {
       if (stopping()) return;
       throw err;
     }
+    // Batch boundary: everything this drain encrypted leaves in one sendmmsg.
+    udp.flush();
     await tun.waitReadable();
   }
+}
+
+async function readUdp(
+  udp: UdpSocket,
+  mesh: Mesh,
+  tun: TunDevice,
+  stopping: () => boolean,
+): Promise<void> {
+  const onDatagram = (data: Uint8Array, from: UdpEndpoint) => {
+    // The socket reuses its receive buffers. Transport data (type 4) is decrypted and written
+    // before the callback returns; anything else may be kept by the mesh (a hub's token,
+    // handshake state), so it gets a copy of its own. Those are rare.
+    mesh.handleDatagram(data[0] === MESSAGE_TRANSPORT ? data : data.slice(), from);
+  };
+  while (!stopping()) {
+    try {
+      await udp.receiveBatch(onDatagram);
+    } catch {
+      if (stopping()) return;
+      // Not expected while running; never spin on it.
+      await new Promise((r) => setTimeout(r, RECEIVE_ERROR_PAUSE_MS));
+      continue;
+    }
+    // Batch boundary: replies leave in one sendmmsg; a batching TUN writer writes out.
+    udp.flush();
+    tun.flush?.();
+  }
+}
+
+/** The socket's counters as drop reasons beside the mesh's own (only those that happened). */
+function socketDrops(stats: UdpSocketStats): Record<string, number> {
+  const drops: Record<string, number> = {};
+  if (stats.sendDropped > 0) drops["udp-send-buffer-full"] = stats.sendDropped;
+  if (stats.sendErrors > 0) drops["udp-send-refused"] = stats.sendErrors;
+  if (stats.receiveTruncated > 0) drops["udp-receive-truncated"] = stats.receiveTruncated;
+  return drops;
 }
 
 /** Runs one start-up step; OS refusals (no root, port in use, ...) become one-line user errors. */

@@ -98,8 +98,18 @@ export type PingReply =
     candidates: CandidateStatus[];
   };
 
+/** What the driver tells the diagnostics besides the mesh. */
+export interface ClientInfo {
+  /** TUN interface name. */
+  interface: string;
+  /** TUN MTU. */
+  mtu: number;
+  /** Drops outside the mesh (the UDP socket's full buffers, refusals), by reason. */
+  socketDrops?: () => Record<string, number>;
+}
+
 /** Builds the status JSON from a mesh snapshot. */
-export function clientStatus(mesh: Mesh, info: { interface: string; mtu: number }): ClientStatus {
+export function clientStatus(mesh: Mesh, info: ClientInfo): ClientStatus {
   const s = mesh.status();
   const publicKey = encodeBase64(s.publicKey);
   return {
@@ -140,7 +150,7 @@ export function clientStatus(mesh: Mesh, info: { interface: string; mtu: number 
       spray: m.spray,
       paths: m.paths,
     })),
-    drops: s.drops,
+    drops: { ...s.drops, ...info.socketDrops?.() },
   };
 }
 
@@ -150,7 +160,7 @@ export class ClientDiagnostics {
   readonly #config: ClientConfig;
   #metrics: MetricsServer | null = null;
   #mesh: Mesh | null = null;
-  #info = { interface: "", mtu: 0 };
+  #info: ClientInfo = { interface: "", mtu: 0 };
   readonly #pongs = new Map<number, (e: Extract<MeshEvent, { kind: "pong" }>) => void>();
 
   private constructor(config: ClientConfig, control: ControlServer | null) {
@@ -177,7 +187,7 @@ export class ClientDiagnostics {
   };
 
   /** Starts answering for `mesh`, and serves metrics if configured. */
-  attach(mesh: Mesh, info: { interface: string; mtu: number }): void {
+  attach(mesh: Mesh, info: ClientInfo): void {
     this.#mesh = mesh;
     this.#info = info;
     this.#control?.setHandler((r) => this.#handle(r));

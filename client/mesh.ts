@@ -29,7 +29,12 @@
  *
  * @module
  */
-import { WgDevice, type WgPeer, type WgReceiveResult } from "../protocol/wireguard/mod.ts";
+import {
+  sealedLength,
+  WgDevice,
+  type WgPeer,
+  type WgReceiveResult,
+} from "../protocol/wireguard/mod.ts";
 import type { AeadProvider } from "../protocol/wireguard/aead.ts";
 import { deriveNetworkKeys, type NetworkKeys, nodeIdFromKey } from "../protocol/keys.ts";
 import {
@@ -218,6 +223,14 @@ export interface MeshOptions {
   localAddresses: () => string[];
   /** Sends a datagram; must not throw. The buffer is handed over. */
   send: (data: Uint8Array, to: UdpEndpoint) => void;
+  /**
+   * Optional zero-copy sending for the data path: room for a datagram of `maxLen` bytes in the
+   * socket's send batch (null: use `send`). Encrypted TUN packets are written there and queued
+   * with `commitSend`, instead of one fresh buffer per packet.
+   */
+  reserveSend?: (maxLen: number) => Uint8Array | null;
+  /** Queues the first `len` bytes of the last `reserveSend` room for `to`; must not throw. */
+  commitSend?: (len: number, to: UdpEndpoint) => void;
   /** Writes an IP packet to the TUN device. */
   writeTun: (packet: Uint8Array) => void;
   /** Milliseconds, monotonic enough for timers. */
@@ -529,8 +542,11 @@ export class Mesh {
       if (member.punchUntilMs < now) this.#startPunching(member, now);
       return;
     }
-    const datagram = member.peer.encrypt(packet, now);
-    if (datagram === null) {
+    // Sealed straight into the socket's batch when it offers room (no buffer per packet).
+    const room = this.#o.commitSend ? this.#o.reserveSend?.(sealedLength(packet.length)) : null;
+    const datagram = room ? null : member.peer.encrypt(packet, now);
+    const len = room ? member.peer.encryptInto(packet, now, room) : datagram?.length ?? 0;
+    if (len === 0) {
       // Queued inside the peer until a session exists; make sure someone is trying.
       if (member.punchUntilMs < now) this.#startPunching(member, now);
       return;
@@ -540,7 +556,8 @@ export class Mesh {
       countDrop(member.drops, "no-endpoint");
       return;
     }
-    this.#o.send(datagram, member.endpoint);
+    if (datagram) this.#o.send(datagram, member.endpoint);
+    else this.#o.commitSend!(len, member.endpoint);
   }
 
   /** Handles one datagram received on the UDP socket. Never throws for any input. */

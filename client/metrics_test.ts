@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { renderClientMetrics } from "./metrics.ts";
-import { type ClientStatus, formatPing, formatStatus } from "./control.ts";
+import { type ClientStatus, clientStatus, formatPing, formatStatus } from "./control.ts";
+import { addMember, FakeHub, FakeNet } from "../tests/fake_net.ts";
 import { parseClientConfig } from "./config.ts";
 import { isLoopback, parseMetricsListen, serveMetrics } from "../util/prometheus.ts";
 import { formatHubStatus, hubStatus, renderHubMetrics } from "../hub/control.ts";
@@ -202,4 +203,37 @@ Deno.test("serveMetrics() serves /metrics on loopback; the hub's page and text",
     await server.close();
   }
   assert.match(formatHubStatus(s), /2 members in 1 networks, 0\.5 registrations\/s/);
+});
+
+Deno.test("clientStatus() lists the UDP socket's drops beside the mesh's, in JSON, text and metrics", () => {
+  const net = new FakeNet({ seed: 7 });
+  const hub = { hostname: "198.18.0.1", port: 3731 };
+  new FakeHub(net, [hub], { keepaliveMs: 5_000 });
+  const member = addMember(net, {
+    psk: net.rng.bytes(32),
+    hubs: [hub],
+    timers: {
+      rekeyAfterMs: 120_000,
+      rejectAfterMs: 180_000,
+      keepaliveMs: 5_000,
+      hubKeepaliveMs: 5_000,
+    },
+    name: "a",
+    host: net.host("198.18.3.10"),
+  });
+  const status = clientStatus(member.mesh, {
+    interface: "meshub0",
+    mtu: 1420,
+    socketDrops: () => ({ "udp-send-buffer-full": 42 }),
+  });
+  assert.equal(status.drops["udp-send-buffer-full"], 42);
+  assert.match(formatStatus(status), /udp-send-buffer-full 42/);
+  assert.match(
+    renderClientMetrics(status),
+    /^meshub_dropped_packets_total\{reason="udp-send-buffer-full"\} 42$/m,
+  );
+  assert.equal(
+    clientStatus(member.mesh, { interface: "meshub0", mtu: 1420 }).drops["udp-send-buffer-full"],
+    undefined,
+  );
 });

@@ -219,6 +219,81 @@ export const LIBC_SYMBOLS = {
     ],
     result: "i32",
   },
+  /** `int bind(int fd, const struct sockaddr *addr, socklen_t len)` */
+  bind: {
+    parameters: [
+      "i32", // fd
+      "buffer", // addr: struct sockaddr_in / sockaddr_in6
+      "u32", // len: bytes of addr
+    ],
+    result: "i32", // 0, or -1 and errno
+  },
+  /** `int getsockname(int fd, struct sockaddr *addr, socklen_t *len)` */
+  getsockname: {
+    parameters: [
+      "i32", // fd
+      "buffer", // addr: output, at least 28 bytes
+      "buffer", // len: in/out u32, capacity then length
+    ],
+    result: "i32",
+  },
+  /** `int setsockopt(int fd, int level, int name, const void *value, socklen_t len)` */
+  setsockopt: {
+    parameters: [
+      "i32", // fd
+      "i32", // level, e.g. SOL_SOCKET, IPPROTO_IPV6, SOL_UDP
+      "i32", // name, e.g. SO_RCVBUF, IPV6_V6ONLY, UDP_GRO
+      "buffer", // value: usually one i32
+      "u32", // len: bytes of value
+    ],
+    result: "i32",
+  },
+  /** `int shutdown(int fd, int how)`: wakes a `poll` on the socket in another thread. */
+  shutdown: {
+    parameters: [
+      "i32", // fd
+      "i32", // how: SHUT_RDWR 2
+    ],
+    result: "i32",
+  },
+  /** `ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)` */
+  sendto: {
+    parameters: [
+      "i32", // fd
+      "buffer", // buf: datagram
+      "usize", // len
+      "i32", // flags: MSG_DONTWAIT ...
+      "buffer", // to: struct sockaddr_in / sockaddr_in6
+      "u32", // tolen
+    ],
+    result: "i32", // bytes sent, or -1 and errno
+  },
+  /** `int sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags)` (Linux only) */
+  sendmmsg: {
+    parameters: [
+      "i32", // fd
+      "buffer", // msgvec: array of 64-byte struct mmsghdr
+      "u32", // vlen: entries
+      "i32", // flags
+    ],
+    result: "i32", // messages sent, or -1 and errno (when the first one failed)
+    optional: true,
+  },
+  /**
+   * `int recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
+   * struct timespec *timeout)` (Linux only)
+   */
+  recvmmsg: {
+    parameters: [
+      "i32", // fd
+      "buffer", // msgvec: array of 64-byte struct mmsghdr; msg_len is written back
+      "u32", // vlen: entries
+      "i32", // flags: MSG_DONTWAIT ...
+      "pointer", // timeout: always null (the fd is non-blocking)
+    ],
+    result: "i32", // messages received, or -1 and errno (EAGAIN: none ready)
+    optional: true,
+  },
   /** `int getsockopt(int fd, int level, int name, void *value, socklen_t *len)` */
   getsockopt: {
     parameters: [
@@ -277,6 +352,9 @@ export const ERRNO = IS_DARWIN
     EINVAL: 22,
     EAGAIN: 35,
     ENOBUFS: 55,
+    EMSGSIZE: 40,
+    EAFNOSUPPORT: 47,
+    EADDRINUSE: 48,
   } as const
   : {
     EPERM: 1,
@@ -293,6 +371,9 @@ export const ERRNO = IS_DARWIN
     EINVAL: 22,
     EAGAIN: 11,
     ENOBUFS: 105,
+    EMSGSIZE: 90,
+    EAFNOSUPPORT: 97,
+    EADDRINUSE: 98,
   } as const;
 
 /** The errno of the last failed sync libc call on this thread. */

@@ -20,6 +20,11 @@ export interface TunDevice {
   waitReadable(): Promise<void>;
   /** Writes one packet. Returns false if the kernel refused it (dropped, counted by caller). */
   write(packet: Uint8Array): boolean;
+  /**
+   * Writes out packets a batching writer still holds; the driver calls it after each batch of
+   * received datagrams. Devices that write each packet at once leave it out.
+   */
+  flush?(): void;
   /** Closes the device; the kernel removes the interface with its addresses and routes. */
   close(): void;
 }

@@ -157,6 +157,26 @@ Deno.test({
       assert.equal(aToB.received, 3, `ping A→B:\n${aToB.output}\n${dump(meshub)}\n${dump(wgGo)}`);
       const bToA = await lab.ping(nsB, VPN_A, { count: 3, timeoutS: 2, intervalS: 0.2 });
       assert.equal(bToA.received, 3, `ping B→A:\n${bToA.output}\n${dump(meshub)}\n${dump(wgGo)}`);
+      // Bursts of equal-size packets: meshub's side merges them into GSO sends (and may get
+      // GRO-coalesced replies); wireguard-go must see ordinary datagrams either way.
+      const burst = await lab.exec(nsA, [
+        "ping",
+        "-6",
+        "-n",
+        "-q",
+        "-c",
+        "96",
+        "-l",
+        "32",
+        "-s",
+        "1300",
+        "-i",
+        "0.05",
+        "-W",
+        "2",
+        VPN_B,
+      ], { timeoutMs: 30_000 });
+      assert.match(burst.stdout, / 96 received/, `burst A→B:\n${burst.stdout}${burst.stderr}`);
 
       const shown = (await wg("show", ifB, "latest-handshakes")).stdout;
       const hs = shown.split("\n").map((l) => l.trim().split(/\s+/))

@@ -47,5 +47,7 @@ export {
   WgPeer,
   type WgPeerStats,
 } from "./peer.ts";
+/** Size of a transport datagram, for callers that seal into their own buffers. */
+export { sealedLength } from "./session.ts";
 /** Wire formats, for tools and tests. */
 export { decodeMessage, type DecodeResult, type WgMessage } from "./messages.ts";

@@ -189,6 +189,22 @@ export class WgPeer {
   }
 
   /**
+   * {@linkcode WgPeer.encrypt} into the caller's buffer, which must hold
+   * `sealedLength(packet.length)` bytes. Returns the datagram's length, or 0 when no usable
+   * session exists (the packet was queued, as with `encrypt`).
+   */
+  encryptInto(packet: Uint8Array, nowMs: number, out: Uint8Array): number {
+    const s = this.#sendable(nowMs);
+    if (s === null) {
+      this.#enqueue(packet);
+      return 0;
+    }
+    const len = s.sealInto(packet, out);
+    this.#afterSeal(s, packet.length, len, nowMs);
+    return len;
+  }
+
+  /**
    * Creates a handshake initiation now, regardless of the retry timer (the caller rate-limits;
    * used when a punch opportunity appears). Carries mac1, and mac2 when a fresh cookie is held.
    * Replaces any initiation still in flight.
@@ -449,12 +465,18 @@ export class WgPeer {
   }
 
   #sealOn(s: Session, packet: Uint8Array, nowMs: number): Uint8Array {
-    const t = this.#host.timers;
     const dg = s.seal(packet);
+    this.#afterSeal(s, packet.length, dg.length, nowMs);
+    return dg;
+  }
+
+  /** Counters and timers after a transport datagram was sealed on `s`. */
+  #afterSeal(s: Session, plaintextLen: number, datagramLen: number, nowMs: number): void {
+    const t = this.#host.timers;
     this.stats.txPackets++;
-    this.stats.txBytes += dg.length;
+    this.stats.txBytes += datagramLen;
     this.#anyAuthenticatedSent(nowMs);
-    if (packet.length > 0 && this.#newHandshakeAtMs === NEVER) {
+    if (plaintextLen > 0 && this.#newHandshakeAtMs === NEVER) {
       // Data sent: expect to hear back within KEEPALIVE_TIMEOUT + REKEY_TIMEOUT.
       this.#newHandshakeAtMs = nowMs + t.keepaliveTimeoutMs + t.rekeyTimeoutMs;
     }
@@ -465,7 +487,6 @@ export class WgPeer {
     ) {
       this.#wantHandshake = true;
     }
-    return dg;
   }
 
   #enqueue(packet: Uint8Array): void {

@@ -17,6 +17,12 @@ import type { TransportKeys } from "./handshake.ts";
 /** Plaintext padding unit, in bytes. */
 export const PADDING_MULTIPLE = 16;
 
+/** Length of the transport datagram that carries `plaintextLen` bytes (header, padding, tag). */
+export function sealedLength(plaintextLen: number): number {
+  return TRANSPORT_HEADER_LEN + ((plaintextLen + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1)) +
+    TAG_LEN;
+}
+
 /** A transport session between us and one peer. */
 export class Session {
   /** Our index: the `receiver` field of transport messages the peer sends us. */
@@ -62,9 +68,24 @@ export class Session {
    * counter. The caller checks limits (`sendCounter`, age) first.
    */
   seal(plaintext: Uint8Array): Uint8Array {
+    const out = new Uint8Array(sealedLength(plaintext.length));
+    this.sealInto(plaintext, out);
+    return out;
+  }
+
+  /**
+   * {@linkcode Session.seal} into the caller's buffer (e.g. the UDP socket's send batch), which
+   * must hold {@linkcode sealedLength}`(plaintext.length)` bytes. Returns the datagram's length.
+   * Allocation-free apart from one view: a fresh buffer per packet costs more than the cipher.
+   */
+  sealInto(plaintext: Uint8Array, out: Uint8Array): number {
     const counter = this.sendCounter++;
     const len = plaintext.length;
     const padded = (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
+    const total = TRANSPORT_HEADER_LEN + padded + TAG_LEN;
+    if (out.length < total) {
+      throw new RangeError(`datagram needs ${total} bytes, got ${out.length}`);
+    }
     let input = plaintext;
     if (padded !== len) {
       if (this.#pad.length < padded) this.#pad = new Uint8Array(padded * 2);
@@ -72,12 +93,12 @@ export class Session {
       this.#pad.fill(0, len, padded);
       input = this.#pad.subarray(0, padded);
     }
-    const out = new Uint8Array(TRANSPORT_HEADER_LEN + padded + TAG_LEN);
     writeTransportHeader(out, this.remoteIndex, counter);
     // Nonce = 4 zero bytes then the counter as u64 LE, which the header holds at bytes 8..16.
-    this.#sendNonce.set(out.subarray(8, 16), 4);
-    this.#sendKey.seal(this.#sendNonce, input, out.subarray(TRANSPORT_HEADER_LEN));
-    return out;
+    const nonce = this.#sendNonce;
+    for (let i = 0; i < 8; i++) nonce[4 + i] = out[8 + i]!;
+    this.#sendKey.seal(nonce, input, out.subarray(TRANSPORT_HEADER_LEN, total));
+    return total;
   }
 
   /**

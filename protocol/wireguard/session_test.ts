@@ -1,4 +1,4 @@
-import { Session } from "./session.ts";
+import { sealedLength, Session } from "./session.ts";
 import { aeadOpen, hash } from "./noise.ts";
 import { assertEquals, hex, ip6 } from "./_test_helpers.ts";
 
@@ -47,4 +47,25 @@ Deno.test("Session keepalive is 32 bytes; tampering or the wrong key fails to op
   assertEquals(b.open(bad), null);
   assertEquals(a.open(a.seal(ip6(1))), null); // a's receive key is not its send key
   assertEquals(b.open(new Uint8Array(31)), null);
+});
+
+Deno.test("Session.sealInto() writes the same datagram as seal() into a larger buffer and returns its length", () => {
+  const one = sessions();
+  const two = sessions();
+  const p = ip6(5, 7); // 45 bytes → 48
+  const out = new Uint8Array(200).fill(0xee);
+  assertEquals(sealedLength(p.length), 80);
+  assertEquals(one.a.sealInto(p, out.subarray(10)), 80);
+  assertEquals(out.subarray(10, 90), two.a.seal(p));
+  assertEquals(out[9], 0xee);
+  assertEquals(out[90], 0xee);
+  assertEquals(one.b.open(out.subarray(10, 90))!.subarray(0, 45), p);
+  assertEquals(sealedLength(0), 32);
+  let threw = false;
+  try {
+    one.a.sealInto(p, new Uint8Array(79));
+  } catch (e) {
+    threw = e instanceof RangeError;
+  }
+  assertEquals(threw, true);
 });
