@@ -972,7 +972,7 @@ export class Mesh {
     const to = member.addresses.find((a) => a.address.length === 16)?.address;
     if (to === undefined) return;
     for (const probe of member.paths.due(now, active)) {
-      const datagram = member.peer.encrypt(
+      const datagram = member.peer.encryptControl(
         buildPathProbe(this.#o.ipv6.address, to, probe.token),
         now,
       );
@@ -1015,7 +1015,7 @@ export class Mesh {
   ): void {
     if (probe.kind === "request") {
       // Answered over the path it came in on: that is the path being measured.
-      const reply = member.peer.encrypt(buildPathProbeReply(packet), now);
+      const reply = member.peer.encryptControl(buildPathProbeReply(packet), now);
       if (reply !== null) this.#o.send(reply, from);
       return;
     }
@@ -1287,6 +1287,8 @@ export class Mesh {
     now: number,
   ): Member {
     const peer = this.#device.addPeer(publicKey, this.#o.psk);
+    // Both ends keep their own NAT mapping fresh, and silence from the other end means trouble.
+    peer.keepaliveFromOwnSendsOnly = true;
     const member: Member = {
       name,
       id,
@@ -1778,7 +1780,7 @@ export class Mesh {
   }
 
   #sendSignal(member: Member, msg: Uint8Array, now: number): void {
-    const datagram = member.peer.encrypt(msg, now);
+    const datagram = member.peer.encryptControl(msg, now);
     if (datagram !== null && member.endpoint !== null) this.#o.send(datagram, member.endpoint);
   }
 

@@ -760,3 +760,41 @@ Deno.test("mesh: with reserveSend/commitSend, TUN packets are sealed into the so
   assert.ok(net.runUntil(() => b.tun.written.length > before, 10_000));
   assert.deepEqual(b.tun.written.at(-1), odd);
 });
+
+Deno.test("mesh: an idle edge needs no handshake: both ends send keepalives, probes need no answer", () => {
+  const timers = { ...TIMERS, rekeyAfterMs: 120_000, rejectAfterMs: 180_000 };
+  // Two public members (one candidate each: no path probes either way), and the NATed world
+  // (LAN and public candidates: path probes, some to paths that never answer).
+  const net = new FakeNet({ seed: 42 });
+  const psk = net.rng.bytes(32);
+  new FakeHub(net, [HUB], { keepaliveMs: HUB_KEEPALIVE_MS });
+  const common = { psk, hubs: [HUB], timers };
+  const p1 = addMember(net, { ...common, name: "p1", host: net.host("198.18.5.10") });
+  const p2 = addMember(net, { ...common, name: "p2", host: net.host("198.18.5.11") });
+  assert.ok(net.runUntil(() => meshComplete([p1, p2]), 30_000), "mesh did not form");
+  // One packet one way puts the two ends' keepalive timers out of phase, as in real life.
+  p1.tun.inject(icmp6Echo(p1.address, p2.address, 128, 1));
+  const w = world(41, timers);
+  for (const [n, members] of [[net, [p1, p2]], [w.net, w.all]] as const) {
+    // Sessions outlive the idle period, so an initiation on the wire would come from a quiet-edge
+    // probe (one-sided keepalives) or from an unanswered path probe counted as data.
+    n.runFor(1_000);
+    let initiations = 0;
+    const keepalivesFrom = new Map<string, number>();
+    n.tap = (d) => {
+      if (d.data[0] === 1) initiations++;
+      if (d.data[0] === 4 && d.data.length === 32) {
+        keepalivesFrom.set(d.from.hostname, (keepalivesFrom.get(d.from.hostname) ?? 0) + 1);
+      }
+    };
+    n.runFor(110_000);
+    assert.equal(initiations, 0, "an idle edge was probed with a handshake");
+    assert.ok(meshComplete([...members]), "an idle edge went down");
+    if (members.length === 2) {
+      // Each end speaks on its own, every keepalive interval.
+      for (const host of ["198.18.5.10", "198.18.5.11"]) {
+        assert.ok((keepalivesFrom.get(host) ?? 0) >= 4, `${host}: ${keepalivesFrom.get(host)}`);
+      }
+    }
+  }
+});

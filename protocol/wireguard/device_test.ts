@@ -305,6 +305,30 @@ Deno.test("persistent keepalive is sent when the link is idle", () => {
   expectKind(p.b.receive(out[0]!, SRC_A, 301), "keepalive");
 });
 
+Deno.test("keepaliveFromOwnSendsOnly: both ends of an idle edge keep sending keepalives", () => {
+  const run = (ownSendsOnly: boolean) => {
+    // Default (long) session lifetimes: only keepalives are on the wire.
+    const p = pair({ timers: { persistentKeepaliveMs: 300 } });
+    p.ab.keepaliveFromOwnSendsOnly = ownSendsOnly;
+    p.ba.keepaliveFromOwnSendsOnly = ownSendsOnly;
+    handshake(p, 0);
+    let fromB = 0;
+    for (let t = 0; t <= 3_000; t += 50) {
+      for (const d of p.ab.tick(t)) p.b.receive(d, SRC_A, t);
+      for (const d of p.ba.tick(t)) {
+        if (d[0] === 4 && d.length === 32) fromB++; // keepalives only, not rekey handshakes
+        p.a.receive(d, SRC_B, t);
+      }
+    }
+    return fromB;
+  };
+  // WireGuard's rule: A's keepalives restart B's timer, so B stays silent all along...
+  assertEquals(run(false), 0);
+  // ...unless B counts only its own sends: then it speaks about every 300 ms too.
+  const fromB = run(true);
+  assertEquals(fromB >= 8 && fromB <= 11, true, `B sent ${fromB} keepalives in 3 s`);
+});
+
 Deno.test("under load: initiation without cookie gets a cookie reply, retry with mac2 works", () => {
   const p = pair();
   p.b.alwaysUnderLoad = true;

@@ -129,6 +129,14 @@ export class WgPeer {
   };
   /** Free slot for the caller's own per-peer data (endpoint, addresses ...). */
   context: unknown = undefined;
+  /**
+   * Counts the persistent keepalive interval from our own last send only. WireGuard restarts it on
+   * any authenticated packet, sent or received, so on an idle edge only one side ever speaks: the
+   * silent side's NAT mapping is refreshed by inbound packets alone (not every NAT does that), and
+   * the speaking side cannot tell a silent peer from a dead one. Both ends of a meshub edge set
+   * this; a plain WireGuard peer does not need to.
+   */
+  keepaliveFromOwnSendsOnly = false;
 
   readonly #host: PeerHost;
   readonly #psk: Uint8Array;
@@ -154,6 +162,7 @@ export class WgPeer {
   #newHandshakeAtMs = NEVER;
   #zeroKeysAtMs = NEVER;
   #lastTraversalMs = Number.NEGATIVE_INFINITY;
+  #lastSentMs = Number.NEGATIVE_INFINITY;
   #removed = false;
 
   /** @internal Use `WgDevice.addPeer()`. */
@@ -186,6 +195,21 @@ export class WgPeer {
       return null;
     }
     return this.#sealOn(s, packet, nowMs);
+  }
+
+  /**
+   * Encrypts a control message of the caller's own (a path probe, signalling) on the current
+   * session, or returns null when there is none: never queued, never a reason for a handshake.
+   * WireGuard's timers do not see it: it may go to another path than the edge's (a path probe),
+   * so it neither stands in for a keepalive on the edge's path nor, unanswered, makes an idle
+   * edge re-handshake as unanswered data would (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT).
+   */
+  encryptControl(packet: Uint8Array, nowMs: number): Uint8Array | null {
+    const s = this.#sendable(nowMs);
+    if (s === null) return null;
+    const dg = s.seal(packet);
+    this.#afterSeal(s, 0, dg.length, nowMs, false);
+    return dg;
   }
 
   /**
@@ -261,7 +285,10 @@ export class WgPeer {
       }
     }
 
-    if (t.persistentKeepaliveMs > 0 && nowMs - this.#lastTraversalMs >= t.persistentKeepaliveMs) {
+    const keepaliveFromMs = this.keepaliveFromOwnSendsOnly
+      ? this.#lastSentMs
+      : this.#lastTraversalMs;
+    if (t.persistentKeepaliveMs > 0 && nowMs - keepaliveFromMs >= t.persistentKeepaliveMs) {
       const s = this.#sendable(nowMs);
       if (s !== null) out.push(this.#sealOn(s, EMPTY, nowMs));
       else if (this.#queue.length === 0) this.#enqueue(EMPTY);
@@ -471,11 +498,17 @@ export class WgPeer {
   }
 
   /** Counters and timers after a transport datagram was sealed on `s`. */
-  #afterSeal(s: Session, plaintextLen: number, datagramLen: number, nowMs: number): void {
+  #afterSeal(
+    s: Session,
+    plaintextLen: number,
+    datagramLen: number,
+    nowMs: number,
+    timers = true,
+  ): void {
     const t = this.#host.timers;
     this.stats.txPackets++;
     this.stats.txBytes += datagramLen;
-    this.#anyAuthenticatedSent(nowMs);
+    if (timers) this.#anyAuthenticatedSent(nowMs);
     if (plaintextLen > 0 && this.#newHandshakeAtMs === NEVER) {
       // Data sent: expect to hear back within KEEPALIVE_TIMEOUT + REKEY_TIMEOUT.
       this.#newHandshakeAtMs = nowMs + t.keepaliveTimeoutMs + t.rekeyTimeoutMs;
@@ -545,6 +578,7 @@ export class WgPeer {
     this.#sendKeepaliveAtMs = NEVER;
     this.#needAnotherKeepalive = false;
     this.#lastTraversalMs = nowMs;
+    this.#lastSentMs = nowMs;
   }
 
   #anyAuthenticatedReceived(nowMs: number): void {
