@@ -2,6 +2,12 @@
  * The client process: opens the TUN device and the UDP socket, then drives the {@linkcode Mesh}
  * with packets and ticks until SIGINT/SIGTERM (or an abort signal), and tears everything down.
  *
+ * Two loops move the data, each in explicit batches (the TUN side of the pipeline is described
+ * in `tun_offload.ts`): the TUN loop drains the device (super-packets segmented) into
+ * `Mesh.handleTunPacket` and ends each drain with {@linkcode tunBatchDone}; the UDP loop feeds
+ * received datagrams to `Mesh.handleDatagram` and ends each receive batch with
+ * {@linkcode udpBatchDone}, which flushes the coalesced TUN writes.
+ *
  * @module
  */
 import type { ClientConfig } from "./config.ts";
@@ -20,6 +26,7 @@ import { InterfaceConfigError } from "../ffi/netcfg.ts";
 import { OsError } from "../ffi/libc.ts";
 import { openSslAead } from "../ffi/libcrypto.ts";
 import { formatPrefix } from "./mesh.ts";
+import { TunCoalescer, TunSegmenter, type TunWriter } from "./tun_offload.ts";
 import { startCaMode } from "./ca.ts";
 import { ClientDiagnostics } from "./control.ts";
 import { dropPrivileges, resolveIdentity } from "./privileges.ts";
@@ -29,8 +36,10 @@ const clientLog = log("client");
 
 /** How often the mesh timers run. */
 const TICK_MS = 200;
-/** Largest packet read from the TUN device (well above any MTU we allow). */
+/** Largest packet read from the TUN device without offloads (well above any MTU we allow). */
 const TUN_READ_BUFFER_LEN = 65_536;
+/** TCP flows whose received segments are coalesced at once (client/tun_offload.ts). */
+const COALESCE_FLOWS = 0;
 /** Default length of the derived VPN prefix routed into the TUN. */
 const DERIVED_PREFIX_LEN = 48;
 
@@ -69,7 +78,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   const diagnostics = await ClientDiagnostics.open(config);
   let tun;
   try {
-    tun = startupStep(() => openTun(config.tun.interface));
+    tun = startupStep(() => openTun(config.tun.interface, { offload: true }));
   } catch (err) {
     await diagnostics.close();
     throw err;
@@ -91,10 +100,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     if (err instanceof InterfaceConfigError) throw new UserError(err.message, { cause: err });
     throw err;
   }
-  tunLog.info("{name} up: {addresses}, mtu {mtu}", {
+  tunLog.info("{name} up: {addresses}, mtu {mtu}, offloads {offloads}", {
     name: tun.name,
     addresses: [ipv6, ...(ipv4 ? [ipv4] : [])].map(formatPrefix).join(", "),
     mtu: config.tun.mtu,
+    offloads: tun.offloads?.length ? tun.offloads.join(",") : "none",
   });
   if (identity !== undefined) {
     // Everything that needs root exists now (TUN, addresses, routes, socket): drop it for good.
@@ -115,6 +125,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   }
 
   const udp = socket;
+  const tunDevice = tun;
+  // With virtio headers every write needs one; the coalescer adds it (and merges TCP segments).
+  const tunOut: TunWriter = tun.vnetHdr
+    ? new TunCoalescer((frame) => tunDevice.write(frame), COALESCE_FLOWS)
+    : { write: (packet) => void tunDevice.write(packet), flush: () => {} };
   // OpenSSL's ChaCha20-Poly1305 with reused contexts is ~5x the portable one (ffi/libcrypto.ts).
   const aead = openSslAead();
   const mesh = new Mesh({
@@ -141,9 +156,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     // The TUN is excluded by name: our VPN addresses must never become underlay candidates.
     localAddresses: () => localAddresses({ exclude: [tun.name] }).map((a) => a.address),
     send: (data, to) => udp.send(data, to),
-    writeTun: (packet) => {
-      tun.write(packet);
-    },
+    writeTun: (packet) => tunOut.write(packet),
     now: () => performance.now(),
     aead: aead ?? undefined,
     onEvent: diagnostics.onEvent,
@@ -175,11 +188,21 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   for (const s of signals) Deno.addSignalListener(s, stop);
   options.signal?.addEventListener("abort", stop);
 
-  const timer = setInterval(() => mesh.tick(), TICK_MS);
+  /** Call after each TUN drain: what the mesh wrote to the TUN meanwhile (ICMP errors) goes out. */
+  const tunBatchDone = () => tunOut.flush();
+  /** Call after each UDP receive batch: coalesced TCP segments go to the TUN as super-packets. */
+  const udpBatchDone = () => tunOut.flush();
+
+  const timer = setInterval(() => {
+    mesh.tick();
+    // Nothing may wait in the TUN writer longer than a tick, whoever wrote it.
+    tunOut.flush();
+  }, TICK_MS);
   mesh.tick();
-  const tunLoop = readTun(tun, mesh, () => stopping);
+  const tunLoop = readTun(tun, mesh, tunBatchDone, () => stopping);
   const udpLoop = (async () => {
     while (!stopping) {
+      // One receive batch (today one datagram per await).
       let received;
       try {
         received = await udp.receive();
@@ -188,6 +211,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
         continue;
       }
       mesh.handleDatagram(received[0], received[1]);
+      udpBatchDone();
     }
   })();
 
@@ -204,17 +228,33 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   for (const s of signals) Deno.removeSignalListener(s, stop);
 }
 
-async function readTun(tun: TunDevice, mesh: Mesh, stopping: () => boolean): Promise<void> {
-  const buf = new Uint8Array(TUN_READ_BUFFER_LEN);
+/**
+ * The TUN loop: drains the device with synchronous reads until it is empty, segmenting
+ * super-packets when it has virtio headers, then calls `batchDone` and waits once.
+ */
+async function readTun(
+  tun: TunDevice,
+  mesh: Mesh,
+  batchDone: () => void,
+  stopping: () => boolean,
+): Promise<void> {
+  const segmenter = tun.vnetHdr ? new TunSegmenter() : null;
+  const buf = segmenter?.frame ?? new Uint8Array(TUN_READ_BUFFER_LEN);
+  const handle = (packet: Uint8Array) => mesh.handleTunPacket(packet);
   while (!stopping()) {
     let n: number;
     try {
       // Drain everything that is ready with cheap synchronous reads, then wait once.
-      while ((n = tun.tryRead(buf)) > 0) mesh.handleTunPacket(buf.subarray(0, n));
+      if (segmenter !== null) {
+        while ((n = tun.tryRead(buf)) > 0) segmenter.split(n, handle);
+      } else {
+        while ((n = tun.tryRead(buf)) > 0) handle(buf.subarray(0, n));
+      }
     } catch (err) {
       if (stopping()) return;
       throw err;
     }
+    batchDone();
     await tun.waitReadable();
   }
 }
