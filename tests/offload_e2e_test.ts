@@ -1,21 +1,55 @@
 /**
  * End-to-end with TUN offloads on (client/tun_offload.ts): two real meshub clients whose TUN
  * devices carry virtio headers move a TCP stream each way, over IPv6 and over IPv4 inside the
- * VPN, and every byte arrives. The interface counters show that the kernel handed meshub TSO
- * super-packets and accepted coalesced ones back.
+ * VPN, and every byte arrives; UDP sent with UDP_SEGMENT (USO) arrives datagram by datagram. The
+ * interface counters show that the kernel handed meshub super-packets and accepted coalesced ones
+ * back.
  */
 import assert from "node:assert/strict";
-import { Lab } from "./lab/netns.ts";
+import { Lab, missingTools } from "./lab/netns.ts";
 import { labSkipReason } from "./lab/packages.ts";
 import type { ClientSite } from "./lab/topology.ts";
 import { type ClientNode, newPsk, startClient, startHub, waitForEdges } from "./lab/meshub.ts";
 
 const skip = labSkipReason(["ip", "ping"], "offload e2e") !== null;
+/** The UDP GSO step needs a sender that sets UDP_SEGMENT: Python's socket module does. */
+const noPython = missingTools(["python3"]).length > 0;
+if (!skip && noPython) console.error("tests/offload_e2e_test.ts: UDP GSO step skipped, no python3");
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 /** Bytes per transfer: enough for many full-size TSO sends and GRO batches. */
 const TRANSFER_BYTES = 24_000_000;
 /** The TUN MTU the lab clients use. */
 const MTU = 1420;
+
+/** Datagrams and their content for the UDP GSO step: 3 sends of 10 full segments and a short one. */
+const UDP_GSO_PY = `
+import socket, sys
+mode, addr = sys.argv[1], sys.argv[2]
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+data = bytes((i * 7 + i // 251) & 255 for i in range(1200 * 10 + 345))
+segs = [data[k:k + 1200] for k in range(0, len(data), 1200)]
+s = socket.socket(fam, socket.SOCK_DGRAM)
+if mode == "send":
+    s.setsockopt(17, 103, 1200)  # SOL_UDP, UDP_SEGMENT: one send, 11 datagrams
+    for _ in range(3):
+        s.sendto(data, (addr, 5300))
+    print("sent", flush=True)
+else:
+    s.bind((addr, 5300))
+    s.settimeout(10)
+    print("listening", flush=True)
+    good = bad = 0
+    try:
+        while good + bad < 33:
+            d, _ = s.recvfrom(65535)
+            if d in segs:
+                good += 1
+            else:
+                bad += 1
+    except socket.timeout:
+        pass
+    print("good", good, "bad", bad, flush=True)
+`;
 
 interface LinkCounters {
   rxPackets: number;
@@ -130,6 +164,29 @@ Deno.test({
       assert.match(r.sent, new RegExp(`bytes ${TRANSFER_BYTES}$`));
       assert.ok(r.sentPerRead > MTU, `b's kernel sent ${r.sentPerRead} bytes per TUN read`);
       assert.ok(r.receivedPerWrite > MTU, `a got ${r.receivedPerWrite} bytes per TUN write`);
+    });
+
+    await t.step({
+      name: "UDP GSO: a sends UDP_SEGMENT datagrams to b, over IPv4 and IPv6 inside",
+      ignore: noPython,
+      fn: async () => {
+        for (const address of ["198.19.210.12", b.address6]) {
+          const before = await counters(lab, a.site.ns);
+          const py = (
+            mode: string,
+          ) => ["timeout", "30", "python3", "-c", UDP_GSO_PY, mode, address];
+          const sink = lab.spawn(b.site.ns, py("recv"));
+          await sink.waitForLine(/listening/, { timeoutMs: 10_000 });
+          await lab.exec(a.site.ns, py("send"), { check: true, timeoutMs: 30_000 });
+          const got = await sink.waitForLine(/^good /, { timeoutMs: 20_000 });
+          const after = await counters(lab, a.site.ns);
+          // Every datagram arrives with its content and a checksum the receiver's kernel took;
+          // a's kernel handed meshub whole super-packets (USO).
+          assert.equal(got.line, "good 33 bad 0", address);
+          const perRead = (after.txBytes - before.txBytes) / (after.txPackets - before.txPackets);
+          assert.ok(perRead > MTU, `${address}: ${perRead} bytes per TUN read`);
+        }
+      },
     });
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
