@@ -136,7 +136,8 @@ export class LinuxTun implements TunDevice {
 
   /**
    * Reads one packet into `buf` without blocking. Returns its length, or 0 when none is ready.
-   * A packet longer than `buf` is truncated by the kernel: size `buf` for the MTU.
+   * A packet longer than `buf` is truncated by the kernel: size `buf` for the MTU, or for a
+   * virtio header plus 64 KB when {@linkcode LinuxTun.vnetHdr} is true.
    * @throws {Error} when the device is closed; {@linkcode OsError} on an unexpected errno.
    */
   tryRead(buf: Uint8Array): number {
