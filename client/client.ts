@@ -3,28 +3,33 @@
  * with packets and ticks until SIGINT/SIGTERM (or an abort signal), and tears everything down.
  *
  * The data path is two loops on the one JS thread, each one await per wake-up and synchronous,
- * allocation-light work in between (the mesh's own pipeline is described in `mesh.ts`):
+ * allocation-light work in between (the mesh's own pipeline is described in `mesh.ts`, the TUN
+ * offloads in `tun_offload.ts`):
  *
  * Inside → outside (readTun):
- *   poll(tun) ─► read() until EAGAIN or 1024 packets ─► per packet: mesh.handleTunPacket
- *     (route lookup → WireGuard encrypt straight into the socket's send batch (reserveSend /
- *     commitSend: no buffer per packet), GSO-merged with the previous datagram when it goes to
- *     the same peer with the same size)
- *   ─► end of drain: udp.flush() = one sendmmsg for the batch; EAGAIN drops and counts the rest
+ *   poll(tun) ─► read() until EAGAIN or 1024 reads ─► with offloads, a TCP/UDP super-packet of
+ *     up to 64 KB is cut into MTU-size packets in place (TunSegmenter) ─► per packet:
+ *     mesh.handleTunPacket (route lookup → WireGuard encrypt straight into the socket's send
+ *     batch (reserveSend / commitSend: no buffer per packet), GSO-merged with the previous
+ *     datagram when it goes to the same peer with the same size)
+ *   ─► end of drain (tunBatchDone): udp.flush() = one sendmmsg for the batch (EAGAIN drops and
+ *     counts the rest); the TUN writer writes out what the mesh wrote meanwhile (ICMP errors)
  *
  * Outside → inside (readUdp):
  *   poll(udp) ─► recvmmsg (64 a call, GRO buffers split) until the queue is empty or 1024
  *     datagrams ─► per datagram: mesh.handleDatagram
- *     (WireGuard decrypt → inner-source check → tun.write; handshakes, hub messages and punches
- *     may answer with udp.send)
- *   ─► end of batch: udp.flush() (replies, keepalives, queued packets), tun.flush?.() (a
- *     batching TUN writer writes out what it holds)
+ *     (WireGuard decrypt → inner-source check → TUN writer: in-order TCP segments of a flow are
+ *     held and coalesced (TunCoalescer), anything else is written at once; handshakes, hub
+ *     messages and punches may answer with udp.send)
+ *   ─► end of batch (udpBatchDone): udp.flush() (replies, keepalives, queued packets), the TUN
+ *     writer writes each held flow as one GSO super-packet
  *
- * Timers (every TICK_MS): mesh.tick ─► udp.flush(). Anything sent outside these boundaries
- * (control requests) is flushed by the socket itself when the current job ends.
+ * Timers (every TICK_MS): mesh.tick ─► udp.flush(), TUN writer flush. Anything sent outside
+ * these boundaries (control requests) is flushed by the socket itself when the current job ends.
  *
  * Every queue is bounded: the kernel socket buffers (4 MiB, dropped and counted when full), the
- * socket's batch (64 messages), each peer's pre-handshake queue, the TUN device's queue.
+ * socket's batch (64 messages), each peer's pre-handshake queue, the TUN writer (8 flows, one
+ * 64 KB super-packet each), the TUN device's queue.
  *
  * @module
  */
@@ -45,6 +50,7 @@ import { InterfaceConfigError } from "../ffi/netcfg.ts";
 import { OsError } from "../ffi/libc.ts";
 import { openSslAead } from "../ffi/libcrypto.ts";
 import { formatPrefix } from "./mesh.ts";
+import { TunCoalescer, TunSegmenter, type TunWriter } from "./tun_offload.ts";
 import { startCaMode } from "./ca.ts";
 import { ClientDiagnostics } from "./control.ts";
 import { dropPrivileges, resolveIdentity } from "./privileges.ts";
@@ -55,9 +61,9 @@ const clientLog = log("client");
 
 /** How often the mesh timers run. */
 const TICK_MS = 200;
-/** Largest packet read from the TUN device (well above any MTU we allow). */
+/** Largest packet read from the TUN device without offloads (well above any MTU we allow). */
 const TUN_READ_BUFFER_LEN = 65_536;
-/** Most TUN packets handled per wake-up before the loop yields to the others. */
+/** Most TUN reads handled per wake-up before the loop yields to the others. */
 const TUN_DRAIN_BUDGET = 1024;
 /** Pause after an unexpected receive error, so a persistent one cannot spin the loop. */
 const RECEIVE_ERROR_PAUSE_MS = 10;
@@ -123,7 +129,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   const diagnostics = await ClientDiagnostics.open(config);
   let tun;
   try {
-    tun = startupStep(() => openTun(config.tun.interface));
+    tun = startupStep(() => openTun(config.tun.interface, { offload: true }));
   } catch (err) {
     await diagnostics.close();
     throw err;
@@ -145,10 +151,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     if (err instanceof InterfaceConfigError) throw new UserError(err.message, { cause: err });
     throw err;
   }
-  tunLog.info("{name} up: {addresses}, mtu {mtu}", {
+  tunLog.info("{name} up: {addresses}, mtu {mtu}, offloads {offloads}", {
     name: tun.name,
     addresses: [ipv6, ...(ipv4 ? [ipv4] : [])].map(formatPrefix).join(", "),
     mtu: config.tun.mtu,
+    offloads: tun.offloads?.length ? tun.offloads.join(",") : "none",
   });
   if (identity !== undefined) {
     // Everything that needs root exists now (TUN, addresses, routes, socket): drop it for good.
@@ -169,6 +176,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   }
 
   const udp = socket;
+  const tunDevice = tun;
+  // With virtio headers every write needs one; the coalescer adds it (and merges TCP segments).
+  const tunOut: TunWriter = tun.vnetHdr
+    ? new TunCoalescer((frame) => tunDevice.write(frame))
+    : { write: (packet) => void tunDevice.write(packet), flush: () => {} };
   // OpenSSL's ChaCha20-Poly1305 with reused contexts is ~5x the portable one (ffi/libcrypto.ts).
   const aead = openSslAead();
   const mesh = new Mesh({
@@ -201,9 +213,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
         commitSend: (len: number, to: UdpEndpoint) => udp.commit!(len, to),
       }
       : {}),
-    writeTun: (packet) => {
-      tun.write(packet);
-    },
+    writeTun: (packet) => tunOut.write(packet),
     now: () => performance.now(),
     aead: aead ?? undefined,
     onEvent: diagnostics.onEvent,
@@ -245,9 +255,21 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   for (const s of signals) Deno.addSignalListener(s, stop);
   options.signal?.addEventListener("abort", stop);
 
+  /** After each TUN drain: the encrypted batch leaves; what the mesh wrote to the TUN goes out. */
+  const tunBatchDone = () => {
+    udp.flush();
+    tunOut.flush();
+  };
+  /** After each UDP receive batch: replies leave; coalesced TCP segments reach the TUN. */
+  const udpBatchDone = () => {
+    udp.flush();
+    tunOut.flush();
+  };
   const tick = () => {
     mesh.tick();
+    // Nothing waits in a batch longer than a tick, whoever put it there.
     udp.flush();
+    tunOut.flush();
   };
   const timer = setInterval(tick, TICK_MS);
   tick();
@@ -269,8 +291,8 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     return saving;
   };
   const cacheTimer = setInterval(saveCache, PEER_CACHE_SAVE_MS);
-  const tunLoop = readTun(tun, mesh, udp, () => stopping);
-  const udpLoop = readUdp(udp, mesh, tun, () => stopping);
+  const tunLoop = readTun(tun, mesh, tunBatchDone, () => stopping);
+  const udpLoop = readUdp(udp, mesh, udpBatchDone, () => stopping);
 
   await stopped.promise;
   clientLog.info("stopping: leaving the hubs, removing {name}", { name: tun.name });
@@ -288,28 +310,39 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   for (const s of signals) Deno.removeSignalListener(s, stop);
 }
 
+/**
+ * The TUN loop: drains the device with synchronous reads (at most TUN_DRAIN_BUDGET per wake-up),
+ * segmenting super-packets when it has virtio headers, then calls `batchDone` and waits once.
+ */
 async function readTun(
   tun: TunDevice,
   mesh: Mesh,
-  udp: UdpSocket,
+  batchDone: () => void,
   stopping: () => boolean,
 ): Promise<void> {
-  const buf = new Uint8Array(TUN_READ_BUFFER_LEN);
+  const segmenter = tun.vnetHdr ? new TunSegmenter() : null;
+  const buf = segmenter?.frame ?? new Uint8Array(TUN_READ_BUFFER_LEN);
+  const handle = (packet: Uint8Array) => mesh.handleTunPacket(packet);
   while (!stopping()) {
     let n: number;
     try {
       // Drain what is ready with cheap synchronous reads, then wait once. The budget keeps a
       // flood into the TUN from starving the UDP loop and the timers: the wait below returns
       // at once when more is ready, but lets everything else on the event loop run first.
-      for (let i = 0; i < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; i++) {
-        mesh.handleTunPacket(buf.subarray(0, n));
+      if (segmenter !== null) {
+        for (let i = 0; i < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; i++) {
+          segmenter.split(n, handle);
+        }
+      } else {
+        for (let i = 0; i < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; i++) {
+          handle(buf.subarray(0, n));
+        }
       }
     } catch (err) {
       if (stopping()) return;
       throw err;
     }
-    // Batch boundary: everything this drain encrypted leaves in one sendmmsg.
-    udp.flush();
+    batchDone();
     await tun.waitReadable();
   }
 }
@@ -317,7 +350,7 @@ async function readTun(
 async function readUdp(
   udp: UdpSocket,
   mesh: Mesh,
-  tun: TunDevice,
+  batchDone: () => void,
   stopping: () => boolean,
 ): Promise<void> {
   const onDatagram = (data: Uint8Array, from: UdpEndpoint) => {
@@ -335,9 +368,7 @@ async function readUdp(
       await new Promise((r) => setTimeout(r, RECEIVE_ERROR_PAUSE_MS));
       continue;
     }
-    // Batch boundary: replies leave in one sendmmsg; a batching TUN writer writes out.
-    udp.flush();
-    tun.flush?.();
+    batchDone();
   }
 }
 

@@ -2,7 +2,9 @@
  * The TUN device as the rest of meshub sees it. Implementations live beside this file, one per
  * OS (`tun_linux.ts`, `tun_darwin.ts`); tests use an in-memory fake.
  *
- * Packets are raw IP packets (IPv6 or IPv4, no link header, no packet-information prefix).
+ * Packets are raw IP packets (IPv6 or IPv4, no link header, no packet-information prefix), or,
+ * when {@linkcode TunDevice.vnetHdr} is true, a `virtio_net_hdr` followed by an IP packet or a
+ * TCP/UDP super-packet (Linux offloads; see `client/tun_offload.ts`).
  *
  * @module
  */
@@ -11,6 +13,13 @@
 export interface TunDevice {
   /** Kernel interface name, e.g. `meshub0` or `utun4`. */
   readonly name: string;
+  /**
+   * True when reads and writes carry a `virtio_net_hdr` in front of the packet (Linux
+   * `IFF_VNET_HDR`); absent or false for raw IP packets.
+   */
+  readonly vnetHdr?: boolean;
+  /** Offloads the kernel accepted, e.g. `["csum", "tso4", "tso6"]`; absent or empty for none. */
+  readonly offloads?: readonly string[];
   /**
    * Reads one packet into `buf` without blocking. Returns its length, or 0 when no packet is
    * ready (then await {@linkcode TunDevice.waitReadable}). Throws only when the device is closed.

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { sysOpen } from "./libc.ts";
-import { LinuxTun, POLL_SLICE_MS, validateLinuxIfName } from "./tun_linux.ts";
+import {
+  LinuxTun,
+  POLL_SLICE_MS,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  TUN_F_TSO6,
+  TUN_F_USO4,
+  TUN_F_USO6,
+  validateLinuxIfName,
+} from "./tun_linux.ts";
 
 // Creating a real TUN device needs root and a network namespace: see tests/tun_test.ts. Here the
 // LinuxTun read/write/wait logic runs over a FIFO, which behaves like a packet fd for this purpose.
@@ -64,4 +73,19 @@ Deno.test("validateLinuxIfName() rejects empty, long and slash names", () => {
   assert.throws(() => validateLinuxIfName(""), TypeError);
   assert.throws(() => validateLinuxIfName("a".repeat(16)), RangeError);
   assert.throws(() => validateLinuxIfName("a/b"), RangeError);
+});
+
+Deno.test("LinuxTun reports virtio headers and offload names from the accepted TUN_F_* bits", () => {
+  const plain = new LinuxTun(-1, "t0");
+  assert.equal(plain.vnetHdr, false);
+  assert.deepEqual(plain.offloads, []);
+  const tso = new LinuxTun(-1, "t1", TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+  assert.equal(tso.vnetHdr, true);
+  assert.deepEqual(tso.offloads, ["csum", "tso4", "tso6"]);
+  const all = new LinuxTun(
+    -1,
+    "t2",
+    TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6,
+  );
+  assert.deepEqual(all.offloads, ["csum", "tso4", "tso6", "uso4", "uso6"]);
 });

@@ -5,7 +5,7 @@
  */
 
 import type { TunDevice } from "./tun.ts";
-import { openLinuxTun } from "./tun_linux.ts";
+import { type LinuxTunOptions, openLinuxTun } from "./tun_linux.ts";
 import { openDarwinTun } from "./tun_darwin.ts";
 
 /** Thrown when meshub has no TUN implementation for this OS. */
@@ -23,14 +23,15 @@ export class UnsupportedPlatformError extends Error {
 
 /**
  * Creates a TUN device on this OS: `/dev/net/tun` on Linux, a utun on macOS (where `name` is
- * honoured only in the form `utunN`; see `openDarwinTun`).
+ * honoured only in the form `utunN`; see `openDarwinTun`). `options.offload` asks Linux for
+ * virtio headers and TSO/USO (see `openLinuxTun`); macOS has no such offloads and ignores it.
  *
  * @throws {UnsupportedPlatformError} on other systems; `OsError` when the kernel refuses.
  */
-export function openTun(name: string): TunDevice {
+export function openTun(name: string, options: LinuxTunOptions = {}): TunDevice {
   switch (Deno.build.os) {
     case "linux":
-      return openLinuxTun(name);
+      return openLinuxTun(name, options);
     case "darwin":
       return openDarwinTun(name);
     default:

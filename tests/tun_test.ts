@@ -48,6 +48,25 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a TUN device opened with offloads has virtio headers and TSO, and still answers ping -6",
+  ignore: NEEDS_ROOT,
+  async fn() {
+    await using lab = new Lab({ prefix: randomLabPrefix("mhtun") });
+    const ns = await lab.namespace("o");
+    const echo = lab.spawn(ns, [...DENO_RUN, "--offload", "tun0"]);
+    const offloads = await echo.waitForLine(/^offloads (\S+) vnet (\S+)$/, { timeoutMs: 20_000 });
+    assert.match(offloads.match[1]!, /^csum,tso4,tso6/);
+    assert.equal(offloads.match[2], "true");
+    await echo.waitForLine(/^ready tun0$/);
+    const ping = await lab.ping(ns, "fd00:99::2", { count: 3, timeoutS: 2 });
+    assert.equal(ping.received, 3, `${ping.output}\nfixture:\n${echo.tail()}`);
+    await echo.waitForLine(/^replied 3$/);
+    const status = await echo.stop();
+    assert.equal(status.code, 0, echo.tail());
+  },
+});
+
+Deno.test({
   name: "opening a TUN device without root fails with a CAP_NET_ADMIN hint",
   ignore: NEEDS_ROOT,
   async fn() {
