@@ -12,6 +12,7 @@ import {
   pingPairs,
   startClient,
   startHub,
+  startTcpTransfer,
   waitForEdges,
 } from "./lab/meshub.ts";
 
@@ -94,22 +95,15 @@ Deno.test({
 
     await t.step("a TCP transfer through the mesh arrives intact", async () => {
       const [c1, , c3] = nodes as [ClientNode, ClientNode, ClientNode];
-      const script = (mode: string, ...args: string[]) => [
-        Deno.execPath(),
-        "run",
-        "--quiet",
-        "--allow-net",
-        `${FIXTURES}tcp_transfer.ts`,
-        mode,
-        ...args,
-      ];
-      const sink = lab.spawn(c1.site.ns, script("sink", c1.address6, "5201"));
-      await sink.waitForLine(/listening/, { timeoutMs: 30_000 });
-      const source = lab.spawn(c3.site.ns, script("source", c1.address6, "5201", "8000000"));
-      const sent = await source.waitForLine(/^sha256 /, { timeoutMs: 60_000 });
-      const received = await sink.waitForLine(/^sha256 /, { timeoutMs: 60_000 });
-      assert.equal(received.line, sent.line);
-      assert.match(sent.line, /bytes 8000000$/);
+      const transfer = await startTcpTransfer(lab, {
+        fromNs: c3.site.ns,
+        toNs: c1.site.ns,
+        address: c1.address6,
+        bytes: 8_000_000,
+      });
+      const { sent, received } = await transfer.done;
+      assert.equal(received, sent);
+      assert.match(sent, /bytes 8000000$/);
     });
 
     await t.step("with the hub dead, traffic keeps flowing across a rekey", async () => {

@@ -9,13 +9,19 @@ import assert from "node:assert/strict";
 import { Lab, missingTools } from "./lab/netns.ts";
 import { labSkipReason } from "./lab/packages.ts";
 import type { ClientSite } from "./lab/topology.ts";
-import { type ClientNode, newPsk, startClient, startHub, waitForEdges } from "./lab/meshub.ts";
+import {
+  type ClientNode,
+  newPsk,
+  startClient,
+  startHub,
+  startTcpTransfer,
+  waitForEdges,
+} from "./lab/meshub.ts";
 
 const skip = labSkipReason(["ip", "ping"], "offload e2e") !== null;
 /** The UDP GSO step needs a sender that sets UDP_SEGMENT: Python's socket module does. */
 const noPython = missingTools(["python3"]).length > 0;
 if (!skip && noPython) console.error("tests/offload_e2e_test.ts: UDP GSO step skipped, no python3");
-const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 /** Bytes per transfer: enough for many full-size TSO sends and GRO batches. */
 const TRANSFER_BYTES = 24_000_000;
 /** The TUN MTU the lab clients use. */
@@ -71,30 +77,19 @@ async function counters(lab: Lab, ns: string): Promise<LinkCounters> {
 
 /** Sends TRANSFER_BYTES from `from` to `to` at `address`; returns the two digests. */
 async function transfer(lab: Lab, from: ClientNode, to: ClientNode, address: string) {
-  const script = (mode: string, ...args: string[]) => [
-    "timeout",
-    "120",
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    "--allow-net",
-    `${FIXTURES}tcp_transfer.ts`,
-    mode,
-    ...args,
-  ];
   const before = { from: await counters(lab, from.site.ns), to: await counters(lab, to.site.ns) };
-  const sink = lab.spawn(to.site.ns, script("sink", address, "5201"));
-  await sink.waitForLine(/listening/, { timeoutMs: 30_000 });
-  const source = lab.spawn(
-    from.site.ns,
-    script("source", address, "5201", String(TRANSFER_BYTES)),
-  );
-  const sent = await source.waitForLine(/^sha256 /, { timeoutMs: 120_000 });
-  const received = await sink.waitForLine(/^sha256 /, { timeoutMs: 120_000 });
+  const transfer = await startTcpTransfer(lab, {
+    fromNs: from.site.ns,
+    toNs: to.site.ns,
+    address,
+    bytes: TRANSFER_BYTES,
+    timeoutMs: 120_000,
+  });
+  const { sent, received } = await transfer.done;
   const after = { from: await counters(lab, from.site.ns), to: await counters(lab, to.site.ns) };
   return {
-    sent: sent.line,
-    received: received.line,
+    sent,
+    received,
     // What the sender's kernel handed meshub (TUN tx) and what meshub wrote to the receiver's
     // kernel (TUN rx): bytes per packet above the MTU means super-packets.
     sentPerRead: (after.from.txBytes - before.from.txBytes) /

@@ -210,3 +210,51 @@ export async function pingPairs(
   }
   return out;
 }
+
+/** Where a {@linkcode startTcpTransfer} runs: namespaces, the sink's address and port. */
+export interface TcpTransferSpec {
+  /** Namespace of the sending side. */
+  fromNs: string;
+  /** Namespace of the receiving side (it listens). */
+  toNs: string;
+  /** Address the sink listens on and the source connects to (a VPN address, say). */
+  address: string;
+  /** Bytes of pseudo-random content to send. */
+  bytes: number;
+  /** TCP port; default 5201. */
+  port?: number;
+  /** Bound on each side's whole run (also enforced with timeout(1)); default 60 s. */
+  timeoutMs?: number;
+}
+
+/**
+ * Starts a TCP transfer through `tests/fixtures/tcp_transfer.ts`: the sink listens first, then
+ * the source sends. `done` resolves to both sides' "sha256 HEX bytes N" lines, to compare.
+ */
+export async function startTcpTransfer(
+  lab: Lab,
+  spec: TcpTransferSpec,
+): Promise<{ done: Promise<{ sent: string; received: string }> }> {
+  const timeoutMs = spec.timeoutMs ?? 60_000;
+  const port = String(spec.port ?? 5201);
+  const script = (mode: string, ...args: string[]) => [
+    "timeout",
+    String(Math.ceil(timeoutMs / 1000) + 5),
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    "--allow-net",
+    new URL("../fixtures/tcp_transfer.ts", import.meta.url).pathname,
+    mode,
+    ...args,
+  ];
+  const sink = lab.spawn(spec.toNs, script("sink", spec.address, port));
+  await sink.waitForLine(/listening/, { timeoutMs: 30_000 });
+  const source = lab.spawn(spec.fromNs, script("source", spec.address, port, String(spec.bytes)));
+  // The source may be done long before the sink (its data waits in the socket buffer).
+  const done = Promise.all([
+    source.waitForLine(/^sha256 /, { timeoutMs }),
+    sink.waitForLine(/^sha256 /, { timeoutMs }),
+  ]).then(([sent, received]) => ({ sent: sent.line, received: received.line }));
+  return { done };
+}
