@@ -601,9 +601,14 @@ class Checker {
     return testing;
   }
 
-  peer(at: Segment[], table: Table): StaticPeerConfig {
+  /** `public_key` and `endpoint` of a `[[peer]]` or `[[bootstrap]]` table, both required. */
+  keyAndEndpoint(
+    at: Segment[],
+    table: Table,
+    missingKey: string,
+  ): { publicKey: Uint8Array; endpoint: HostPort } {
     const keyText = this.string([...at, "public_key"], table.public_key);
-    if (keyText === undefined) this.fail([...at, "public_key"], "required");
+    if (keyText === undefined) this.fail([...at, "public_key"], missingKey);
     const publicKey = decodeBase64(keyText) ?? decodeBase64Url(keyText);
     if (publicKey === null) this.fail([...at, "public_key"], "not valid base64");
     if (publicKey.length !== KEY_LEN) {
@@ -613,6 +618,11 @@ class Checker {
     if (endpointText === undefined) this.fail([...at, "endpoint"], "required");
     const endpoint = parseHostPort(endpointText, undefined);
     if (typeof endpoint === "string") this.fail([...at, "endpoint"], endpoint);
+    return { publicKey, endpoint };
+  }
+
+  peer(at: Segment[], table: Table): StaticPeerConfig {
+    const { publicKey, endpoint } = this.keyAndEndpoint(at, table, "required");
     const routes = (family: 4 | 6): IpPrefix[] => {
       const key = [...at, `ipv${family}`];
       const value = table[`ipv${family}`];
@@ -634,20 +644,11 @@ class Checker {
   }
 
   bootstrap(at: Segment[], table: Table): BootstrapConfig {
-    const keyText = this.string([...at, "public_key"], table.public_key);
-    if (keyText === undefined) {
-      this.fail([...at, "public_key"], "required (`meshub pubkey` on that member prints it)");
-    }
-    const publicKey = decodeBase64(keyText) ?? decodeBase64Url(keyText);
-    if (publicKey === null) this.fail([...at, "public_key"], "not valid base64");
-    if (publicKey.length !== KEY_LEN) {
-      this.fail([...at, "public_key"], `must be ${KEY_LEN} bytes, got ${publicKey.length} bytes`);
-    }
-    const endpointText = this.string([...at, "endpoint"], table.endpoint);
-    if (endpointText === undefined) this.fail([...at, "endpoint"], "required");
-    const endpoint = parseHostPort(endpointText, undefined);
-    if (typeof endpoint === "string") this.fail([...at, "endpoint"], endpoint);
-    return { endpoint, publicKey };
+    return this.keyAndEndpoint(
+      at,
+      table,
+      "required (`meshub pubkey` on that member prints it)",
+    );
   }
 
   /** Parses an address with prefix; tun addresses need the prefix, routes default to one host. */

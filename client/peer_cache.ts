@@ -20,8 +20,8 @@
  *
  * @module
  */
-import { basename, dirname, join } from "node:path";
 import { decodeBase64, encodeBase64 } from "../util/base64.ts";
+import { writeFileAtomic } from "../util/atomic_file.ts";
 import { formatEndpoint, normalizeEndpoint, parseEndpoint } from "../protocol/endpoint.ts";
 import type { UdpEndpoint } from "./udp.ts";
 
@@ -186,7 +186,7 @@ export class PeerCacheFile {
     const data = new TextEncoder().encode(encodePeerCache(entries, nowMs));
     if (!this.#renameFailed) {
       try {
-        await writeAtomically(this.path, data);
+        await writeFileAtomic(this.path, data, FILE_MODE);
         // The descriptor now points at the replaced file: useless from here on.
         this.#fd?.close();
         this.#fd = null;
@@ -234,26 +234,6 @@ async function readCache(path: string, nowMs: number): Promise<LoadedPeerCache> 
     warning: decoded.invalid > 0 ? `${decoded.invalid} malformed entries ignored` : null,
     expired: decoded.expired,
   };
-}
-
-async function writeAtomically(path: string, data: Uint8Array): Promise<void> {
-  const dir = dirname(path);
-  const suffix = hex(crypto.getRandomValues(new Uint8Array(6)));
-  // Same directory, so the rename stays on one file system and is atomic.
-  const temp = join(dir, `.${basename(path)}.${suffix}.tmp`);
-  try {
-    const file = await Deno.open(temp, { write: true, createNew: true, mode: FILE_MODE });
-    try {
-      for (let n = 0; n < data.length;) n += await file.write(data.subarray(n));
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(temp, path);
-  } catch (err) {
-    await Deno.remove(temp).catch(() => {});
-    throw err;
-  }
 }
 
 function describe(err: unknown): string {

@@ -18,9 +18,10 @@
  */
 import { x25519 } from "@noble/curves/ed25519";
 import { parse, TomlError } from "smol-toml";
-import { basename, dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { decodeBase64, encodeBase64 } from "../util/base64.ts";
 import { UserError } from "../util/cli_error.ts";
+import { writeFileAtomic } from "../util/atomic_file.ts";
 
 /** Length in bytes of X25519 private and public keys. */
 export const X25519_KEY_LEN = 32;
@@ -173,22 +174,9 @@ async function writeStateFile(path: string, text: string): Promise<void> {
   } catch (err) {
     cannotWrite(path, `create the directory ${dir}`, err);
   }
-  const suffix = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16))
-    .join("");
-  // Same directory, so the rename stays on one file system and is atomic.
-  const temp = join(dir, `.${basename(path)}.${suffix}.tmp`);
   try {
-    const file = await Deno.open(temp, { write: true, createNew: true, mode: STATE_FILE_MODE });
-    try {
-      const data = new TextEncoder().encode(text);
-      for (let n = 0; n < data.length;) n += await file.write(data.subarray(n));
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(temp, path);
+    await writeFileAtomic(path, new TextEncoder().encode(text), STATE_FILE_MODE);
   } catch (err) {
-    await Deno.remove(temp).catch(() => {});
     cannotWrite(path, "write the node state file", err);
   }
   await syncDirectory(dir);
