@@ -124,6 +124,25 @@ function edgeOf(of: FakeMember, name: string) {
   return s;
 }
 
+/**
+ * Member A again, with the same key and host but a new socket (a new port, so a new NAT mapping
+ * the others' NATs have never seen), starting from `cache`.
+ */
+function restartA(w: World, cache: CachedPeer[]): FakeMember {
+  const a2 = addMember(w.net, {
+    name: "a",
+    host: w.a.host,
+    psk: w.psk,
+    hubs: [HUB],
+    timers: TIMERS,
+    privateKey: w.keys.get(w.a)!,
+    port: 40_000,
+    extra: { peerCache: cache },
+  });
+  w.nats.set(a2, w.nats.get(w.a)!);
+  return a2;
+}
+
 Deno.test("mesh: the peer cache holds every member whose edge was up, with its endpoints", () => {
   const w = world(1);
   const entries = w.a.mesh.peerCacheEntries();
@@ -146,18 +165,7 @@ Deno.test("mesh: with the hub dead, a restarted member reconnects to all former 
   const cache = w.a.mesh.peerCacheEntries();
   w.hub.down();
   kill(w.a);
-  // Same key, new socket (a new port, so a new NAT mapping the others' NATs have never seen).
-  const a2 = addMember(w.net, {
-    name: "a",
-    host: w.a.host,
-    psk: w.psk,
-    hubs: [HUB],
-    timers: TIMERS,
-    privateKey: w.keys.get(w.a)!,
-    port: 40_000,
-    extra: { peerCache: cache },
-  });
-  w.nats.set(a2, w.nats.get(w.a)!);
+  const a2 = restartA(w, cache);
   const all = [a2, w.b, w.c];
   assert.ok(w.net.runUntil(() => complete(all), 30_000), "a did not get its edges back");
   // The others' edges moved to a's new public endpoint.
@@ -497,17 +505,7 @@ Deno.test("mesh: a member restarted from its cache whose introductions were lost
     if (w.net.nowMs < until && data[0] === 4 && data.length > 100) return;
     deliver(data, from);
   };
-  const a2 = addMember(w.net, {
-    name: "a",
-    host: w.a.host,
-    psk: w.psk,
-    hubs: [HUB],
-    timers: TIMERS,
-    privateKey: w.keys.get(w.a)!,
-    port: 40_000,
-    extra: { peerCache: cache },
-  });
-  w.nats.set(a2, w.nats.get(w.a)!);
+  const a2 = restartA(w, cache);
   w.net.runFor(10_000);
   assert.ok(!edgeOf(a2, "b").up, "a and b met although every introduction was lost");
   assert.ok(w.net.runUntil(() => complete([a2, w.b, w.c]), 60_000), "a and b never met again");
