@@ -129,7 +129,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   const diagnostics = await ClientDiagnostics.open(config);
   let tun;
   try {
-    tun = startupStep(() => openTun(config.tun.interface, { offload: true }));
+    tun = startupStep(() => openTun(config.tun.interface, { offload: config.tun.offload }));
   } catch (err) {
     await diagnostics.close();
     throw err;

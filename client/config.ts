@@ -98,6 +98,8 @@ export interface TunConfig {
   interface: string;
   /** MTU, {@linkcode MIN_TUN_MTU}..{@linkcode MAX_TUN_MTU}. */
   mtu: number;
+  /** Ask the kernel for TUN offloads (Linux: virtio headers, TSO/USO); default true. */
+  offload: boolean;
   /** IPv6 address of the interface; absent means "derive it from the network and the node key". */
   ipv6?: IpPrefix;
   /** IPv4 address of the interface; absent means no IPv4 on the mesh. */
@@ -173,6 +175,7 @@ export interface TestingConfig {
  * | `bootstrap.public_key`     | string          | required      | Its public key (`meshub pubkey` there). |
  * | `tun.interface`            | string          | `"meshub0"`   | TUN interface name, 1..15 characters, no `/` or whitespace. |
  * | `tun.mtu`                  | integer         | `1420`        | TUN MTU, 1280..9000. |
+ * | `tun.offload`              | boolean         | `true`        | Linux: TUN offloads (TSO/USO super-packets, coalesced writes); `false` for one packet per read/write. |
  * | `tun.ipv6`                 | string          | derived       | IPv6 address with prefix, e.g. `"fd12:3456:789a::1/48"`; by default derived from the network and the node key. |
  * | `tun.ipv4`                 | string          | none          | IPv4 address with prefix, e.g. `"100.64.0.1/24"`. |
  * | `log.level`                | string          | `"info"`      | `trace`, `debug`, `info`, `warning`, `error` or `fatal`. |
@@ -318,7 +321,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   ca: ["certificate", "revoked", "revocation_list"],
   hub: ["addresses"],
   node: ["name", "state_file", "port", "user", "group", "certificate", "peer_cache"],
-  tun: ["interface", "mtu", "ipv6", "ipv4"],
+  tun: ["interface", "mtu", "offload", "ipv6", "ipv4"],
   log: ["level", "format"],
   control: ["socket"],
   metrics: ["listen"],
@@ -558,6 +561,7 @@ class Checker {
     const tun: TunConfig = {
       interface: name,
       mtu: this.integer(["tun", "mtu"], table.mtu, MIN_TUN_MTU, MAX_TUN_MTU) ?? DEFAULT_TUN_MTU,
+      offload: this.boolean(["tun", "offload"], table.offload) ?? true,
     };
     const ipv6 = this.string(["tun", "ipv6"], table.ipv6);
     if (ipv6 !== undefined) tun.ipv6 = this.prefix(["tun", "ipv6"], ipv6, 6, "interface");
@@ -719,6 +723,12 @@ class Checker {
     if (value < min || value > max) {
       this.fail(key, `must be between ${min} and ${max}, got ${value}`);
     }
+    return value;
+  }
+
+  boolean(key: Segment[], value: unknown): boolean | undefined {
+    if (value === undefined) return undefined;
+    if (typeof value !== "boolean") this.fail(key, `must be true or false, got ${describe(value)}`);
     return value;
   }
 

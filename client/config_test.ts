@@ -108,6 +108,7 @@ Deno.test("parseClientConfig() reads every key of a full configuration", () => {
     tun: {
       interface: "mesh7",
       mtu: 1400,
+      offload: true,
       ipv6: {
         address: bytes(0xfd, 0x12, 0x34, 0x56, 0x78, 0x9a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1),
         prefixLength: 48,
@@ -159,7 +160,7 @@ Deno.test("parseClientConfig() fills in defaults and leaves optional addresses o
     port: 0,
     peerCache: "/var/lib/meshub/alice.key.peers",
   });
-  assert.deepEqual(config.tun, { interface: "meshub0", mtu: 1420 });
+  assert.deepEqual(config.tun, { interface: "meshub0", mtu: 1420, offload: true });
   assert.ok(!("ipv6" in config.tun) && !("ipv4" in config.tun));
   assert.deepEqual(config.log, { level: "info", format: "text" });
   assert.deepEqual(config.peers, []);
@@ -414,6 +415,17 @@ Deno.test("parseClientConfig() finds the lines of dotted keys", () => {
   assert.equal(
     configError(MINIMAL + "tun.mtu = 1400\n").message,
     "client.toml:6: node.tun: unknown key, did you mean the [tun] section?",
+  );
+});
+
+Deno.test("parseClientConfig() reads tun.offload as a boolean", () => {
+  assert.equal(
+    parseClientConfig("tun.offload = false\n" + MINIMAL, "client.toml").tun.offload,
+    false,
+  );
+  assert.equal(
+    configError('tun.offload = "no"\n' + MINIMAL).message,
+    'client.toml:1: tun.offload: must be true or false, got string "no"',
   );
 });
 
