@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { type PumpPoll, runPump, spin, SPIN_MAX_BATCH } from "./pump.ts";
+import { HOT_MS, type PumpPoll, runPump, spin, SPIN_MAX_BATCH } from "./pump.ts";
 
 /** A fake clock and poll set: each synchronous wait advances the clock by `step` ms. */
 function fakes(options: { ready: () => boolean; step: number }) {
   let t = 1000;
   const waits: number[] = [];
+  const slices: (number | undefined)[] = [];
   const poll: PumpPoll & { awaited: number } = {
     awaited: 0,
     ready(timeoutMs = 0) {
@@ -14,12 +15,13 @@ function fakes(options: { ready: () => boolean; step: number }) {
       t += r ? options.step : timeoutMs;
       return r;
     },
-    wait() {
+    wait(sliceMs?: number) {
       this.awaited++;
+      slices.push(sliceMs);
       return Promise.resolve(true);
     },
   };
-  return { poll, waits, now: () => t };
+  return { poll, waits, slices, now: () => t };
 }
 
 Deno.test("spin: always-ready light traffic never runs past its job bound", () => {
@@ -58,18 +60,21 @@ Deno.test("spin: ends after one empty idle wait, after a heavy turn, and when st
   assert.equal(n, 1);
 });
 
-Deno.test("runPump: no traffic, no spin; light traffic spins; stops when told", async () => {
+Deno.test("runPump: no traffic, no spin; light traffic spins and stays hot; stops when told", async () => {
   const f = fakes({ ready: () => false, step: 0 });
   const handled = [0, 0, 3, 0, 2 * SPIN_MAX_BATCH, 0];
   let turn = 0;
+  let advance = 0;
   await runPump({
     poll: f.poll,
     turn: () => handled[turn++] ?? 0,
     stopping: () => turn >= handled.length,
-    now: f.now,
+    // The last turn comes long after the others: the loop has cooled down by then.
+    now: () => f.now() + (turn >= handled.length ? (advance = HOT_MS + 1) : advance),
   });
   assert.equal(turn, handled.length);
-  // Only the light turn (3 packets) waited synchronously; the idle and heavy ones did not.
-  assert.deepEqual(f.waits, [1]);
-  assert.equal(f.poll.awaited, handled.length - 1);
+  // Cold idle turns neither spin nor give up the long wait; the light turn and the idle one
+  // after it (hot) wait synchronously once each and then only yield; the heavy one does not spin.
+  assert.deepEqual(f.waits, [1, 1]);
+  assert.deepEqual(f.slices, [undefined, undefined, 0, 0, undefined]);
 });
