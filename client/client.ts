@@ -304,12 +304,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   // One loop with one combined wait where both are pollable fds (Linux), else one loop each.
   const tunFd = tun.fd ?? -1;
   const udpFd = udp.fd ?? -1;
-  const loops = tunFd >= 0 && udpFd >= 0 && udp.tryReceiveBatch
-    ? [pumpDataPath(tun, udp, mesh, tunBatchDone, () => stopping)]
-    : [
-      readTun(tun, mesh, tunBatchDone, () => stopping),
-      readUdp(udp, mesh, udpBatchDone, () => stopping),
-    ];
+  const pumped = tunFd >= 0 && udpFd >= 0 && udp.tryReceiveBatch !== undefined;
+  const loops = pumped ? [pumpDataPath(tun, udp, mesh, tunBatchDone, () => stopping)] : [
+    readTun(tun, mesh, tunBatchDone, () => stopping),
+    readUdp(udp, mesh, udpBatchDone, () => stopping),
+  ];
 
   await stopped.promise;
   clientLog.info("stopping: leaving the hubs, removing {name}", { name: tun.name });
@@ -320,9 +319,11 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   mesh.leave();
   // Give the LEAVE datagrams a moment to go out before the socket closes.
   await new Promise((r) => setTimeout(r, 50));
-  // Closing the socket wakes a combined wait (shutdown); the TUN fd outlives it so a poll still
-  // running on a helper thread never sees its number reused.
+  // Closing the socket wakes the pump's combined wait (shutdown); the TUN fd outlives it so a
+  // poll still running on a helper thread never sees its number reused. The two separate loops
+  // each wait on their own fd, so the TUN is closed first for them.
   udp.close();
+  if (!pumped) tun.close();
   await Promise.allSettled(loops);
   tun.close();
   await diagnostics.close();
