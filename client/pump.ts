@@ -60,6 +60,8 @@ export const SPIN_JOB_MS = 2;
 export const SPIN_MAX_BATCH = 16;
 /** How long after the last packet the loop keeps waiting on its own thread (see above). */
 export const HOT_MS = 50;
+/** A spin that ran more turns than this met a stream, not sparse packets: no spinning for a while. */
+export const SPIN_STREAM_TURNS = 4;
 /** Count bound of one spin's turns, beside its time bound (a stuck clock cannot hang it). */
 const SPIN_MAX_TURNS = 4096;
 
@@ -69,11 +71,16 @@ export async function runPump(o: PumpOptions): Promise<void> {
   const idleMs = o.spinIdleMs ?? SPIN_IDLE_MS;
   const jobMs = o.spinJobMs ?? SPIN_JOB_MS;
   let lastActive = -Infinity;
+  let streamUntil = -Infinity;
   while (!o.stopping()) {
     const handled = o.turn();
-    if (handled > 0) lastActive = now();
-    const hot = idleMs > 0 && handled <= SPIN_MAX_BATCH && now() - lastActive < HOT_MS;
-    if (hot) spin(o, now, idleMs, jobMs);
+    const t = now();
+    if (handled > 0) lastActive = t;
+    const hot = idleMs > 0 && handled <= SPIN_MAX_BATCH && t - lastActive < HOT_MS &&
+      t >= streamUntil;
+    // A steady stream of small turns is better served in batches by the awaited wait: prompt
+    // wake-ups would cut it into one-packet turns, each paying for its own flushes.
+    if (hot && spin(o, now, idleMs, jobMs) > SPIN_STREAM_TURNS) streamUntil = now() + HOT_MS;
     if (o.stopping()) return;
     // The only await: lets timers and other I/O run; returns at once when a fd is ready. While
     // hot it returns at once anyway, so the loop goes back to sleeping on its own thread.

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HOT_MS, type PumpPoll, runPump, spin, SPIN_MAX_BATCH } from "./pump.ts";
+import { HOT_MS, type PumpPoll, runPump, spin, SPIN_MAX_BATCH, SPIN_STREAM_TURNS } from "./pump.ts";
 
 /** A fake clock and poll set: each synchronous wait advances the clock by `step` ms. */
 function fakes(options: { ready: () => boolean; step: number }) {
@@ -77,4 +77,23 @@ Deno.test("runPump: no traffic, no spin; light traffic spins and stays hot; stop
   // after it (hot) wait synchronously once each and then only yield; the heavy one does not spin.
   assert.deepEqual(f.waits, [1, 1]);
   assert.deepEqual(f.slices, [undefined, undefined, 0, 0, undefined]);
+});
+
+Deno.test("runPump: a stream of small turns stops the spinning for a while", async () => {
+  const f = fakes({ ready: () => true, step: 0.3 });
+  let turns = 0;
+  let spinsAfterStream = -1;
+  await runPump({
+    poll: f.poll,
+    turn: () => {
+      turns++;
+      // The first spin meets a stream (every wait is ready); count the waits after it.
+      if (turns === 15) spinsAfterStream = f.waits.length;
+      return 1;
+    },
+    stopping: () => turns >= 20,
+    now: f.now,
+  });
+  assert.ok(spinsAfterStream > SPIN_STREAM_TURNS, "the first spin ran");
+  assert.equal(f.waits.length, spinsAfterStream, "no synchronous waits after the stream");
 });
