@@ -64,6 +64,9 @@ export interface RunFigures {
   pingMedianMs: number;
   pingP99Ms: number;
   pingLossPercent: number;
+  /** Median and 99th percentile RTT of pings during the IPv4 TCP run (0.02 s apart). */
+  pingLoadMedianMs: number;
+  pingLoadP99Ms: number;
   /** Median RTT of 20 pings right after the UDP flood (queues left behind). */
   pingAfterUdpMs: number;
   /** CPU seconds of the VPN processes (both ends) during the IPv4 TCP run. */
@@ -490,7 +493,14 @@ async function measure(
       stderr: "null",
     }).spawn();
   }
+  // RTT under a full TCP load: pings alongside the IPv4 run, ending before it does.
+  const loaded = lab.ping(h.a, t.v4, {
+    count: Math.max(1, Math.floor(o.tcpSeconds * 40)),
+    intervalS: 0.02,
+    timeoutS: 2,
+  });
   const tcp4 = await iperf(t.v4, false, cpu);
+  const pingLoad = await loaded;
   if (perf) {
     perf.kill("SIGINT");
     const timer = setTimeout(() => perf.kill("SIGKILL"), 20_000);
@@ -520,6 +530,8 @@ async function measure(
     pingP99Ms: quantile(ping.rttsMs, 0.99),
     pingLossPercent: ping.lossPercent,
     pingAfterUdpMs: median(after.rttsMs),
+    pingLoadMedianMs: median(pingLoad.rttsMs),
+    pingLoadP99Ms: quantile(pingLoad.rttsMs, 0.99),
     cpuSeconds,
     cpuSecondsPerGB: tcp4.bytes > 0 ? cpuSeconds / (tcp4.bytes / 1e9) : NaN,
     rssBytes: rss,
@@ -537,6 +549,8 @@ const FIGURES = [
   "pingP99Ms",
   "pingLossPercent",
   "pingAfterUdpMs",
+  "pingLoadMedianMs",
+  "pingLoadP99Ms",
   "cpuSeconds",
   "cpuSecondsPerGB",
   "rssBytes",

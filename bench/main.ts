@@ -217,6 +217,8 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("ping p99 ms", "pingP99Ms");
   line("ping loss %", "pingLossPercent");
   line("ping ms right after UDP flood", "pingAfterUdpMs");
+  line("ping median ms under TCP load", "pingLoadMedianMs");
+  line("ping p99 ms under TCP load", "pingLoadP99Ms");
   line("CPU s in TCPv4 run (2 ends)", "cpuSeconds");
   line("CPU s per GB (TCPv4)", "cpuSecondsPerGB");
   line("RSS MiB per process", "rssBytes", 1 / (1024 * 1024));

@@ -48,6 +48,17 @@ export interface UdpSocket {
   reserve?(maxLen: number): Uint8Array | null;
   /** Queues the first `len` bytes of the last {@linkcode UdpSocket.reserve} room for `to`. */
   commit?(len: number, to: UdpEndpoint): void;
+  /**
+   * The socket's file descriptor, where it has one that `poll` can watch (the Linux FFI socket):
+   * then the client waits for it together with the TUN (`client/pump.ts`) and drains it with
+   * {@linkcode UdpSocket.tryReceiveBatch}. Closing the socket wakes such a poll.
+   */
+  readonly fd?: number;
+  /**
+   * Hands each ready datagram, up to a budget, to `onDatagram` without waiting; returns the
+   * number handled (0 when none was ready). Throws once the socket is closed.
+   */
+  tryReceiveBatch?(onDatagram: DatagramHandler): number;
   /** Closes the socket; a pending receive() or receiveBatch() rejects. */
   close(): void;
 }
@@ -143,6 +154,13 @@ function openFfiSocket(port: number): ClientUdpSocket {
       // Always one await first: a drain that never yields would starve the TUN loop and timers
       // under a flood. The poll returns at once when datagrams are already waiting.
       await sock.waitReadable();
+      if (sock.closed) throw closed();
+      return sock.tryReceive(onDatagram);
+    },
+    get fd() {
+      return sock.fd;
+    },
+    tryReceiveBatch(onDatagram: DatagramHandler): number {
       if (sock.closed) throw closed();
       return sock.tryReceive(onDatagram);
     },

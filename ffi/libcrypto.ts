@@ -125,8 +125,10 @@ class EvpKey implements AeadKey {
     const c = this.#c;
     const ctx = this.#dec;
     c.EVP_DecryptInit_ex(ctx, null, null, null, nonce);
-    if (n > 0) c.EVP_DecryptUpdate(ctx, out, this.#outLenBytes, sealed.subarray(0, n), n);
-    this.#tag.set(sealed.subarray(n));
+    // No views per packet: the length argument bounds what is read, and the tag is copied.
+    if (n > 0) c.EVP_DecryptUpdate(ctx, out, this.#outLenBytes, sealed, n);
+    const tag = this.#tag;
+    for (let i = 0; i < AEAD_TAG_LEN; i++) tag[i] = sealed[n + i]!;
     c.EVP_CIPHER_CTX_ctrl(ctx, CTRL_SET_TAG, AEAD_TAG_LEN, this.#tag);
     return c.EVP_DecryptFinal_ex(ctx, this.#scratch, this.#outLenBytes) === 1;
   }

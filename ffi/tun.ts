@@ -18,6 +18,11 @@ export interface TunDevice {
    * `IFF_VNET_HDR`); absent or false for raw IP packets.
    */
   readonly vnetHdr?: boolean;
+  /**
+   * The device's file descriptor where `poll` can watch it (Linux): the client then waits for
+   * it together with the UDP socket (`client/pump.ts`). -1 once closed.
+   */
+  readonly fd?: number;
   /** Offloads the kernel accepted, e.g. `["csum", "tso4", "tso6"]`; absent or empty for none. */
   readonly offloads?: readonly string[];
   /**

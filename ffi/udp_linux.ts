@@ -314,6 +314,14 @@ export class LinuxUdpSocket {
   }
 
   /**
+   * The file descriptor, for a combined wait (`ffi/poll_set.ts`); -1 once closed. A waiter that
+   * polls it from outside must be woken by {@linkcode LinuxUdpSocket.close} (shutdown does).
+   */
+  get fd(): number {
+    return this.#closed ? -1 : this.#fd;
+  }
+
+  /**
    * Queues one datagram for `to`; it leaves with the next {@linkcode LinuxUdpSocket.flush} (at
    * the latest at the end of the current synchronous job). The bytes are copied: the caller may
    * reuse `data` at once. Never throws; refusals are counted in {@linkcode LinuxUdpSocket.stats}.

@@ -111,7 +111,8 @@ export class Session {
     if (datagram.length < TRANSPORT_HEADER_LEN + TAG_LEN || datagram[0] !== MESSAGE_TRANSPORT) {
       return null;
     }
-    this.#receiveNonce.set(datagram.subarray(8, 16), 4);
+    const nonce = this.#receiveNonce;
+    for (let i = 0; i < 8; i++) nonce[4 + i] = datagram[8 + i]!;
     const n = datagram.length - TRANSPORT_HEADER_LEN - TAG_LEN;
     if (this.#plain.length < n) this.#plain = new Uint8Array(n * 2);
     const plain = this.#plain.subarray(0, n);
