@@ -63,6 +63,7 @@ import { ClientDiagnostics } from "./control.ts";
 import { dropPrivileges, resolveIdentity } from "./privileges.ts";
 import { PeerCacheFile } from "./peer_cache.ts";
 import { runPump } from "./pump.ts";
+import { DataPathError, superviseLoops } from "./supervise.ts";
 import { PollSet } from "../ffi/poll_set.ts";
 import type { DatagramHandler } from "../ffi/udp_linux.ts";
 
@@ -309,6 +310,14 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     readTun(tun, mesh, tunBatchDone, () => stopping),
     readUdp(udp, mesh, udpBatchDone, () => stopping),
   ];
+  // A loop that ends while we run leaves a client that looks alive but moves nothing: stop, and
+  // fail after cleaning up, so a supervisor (systemd) restarts it.
+  let dataPathFailure: DataPathError | null = null;
+  superviseLoops(loops, () => stopping, (err) => {
+    dataPathFailure = err;
+    clientLog.error("{error}; stopping", { error: err.message });
+    stop();
+  });
 
   await stopped.promise;
   clientLog.info("stopping: leaving the hubs, removing {name}", { name: tun.name });
@@ -328,6 +337,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   tun.close();
   await diagnostics.close();
   for (const s of signals) Deno.removeSignalListener(s, stop);
+  if (dataPathFailure !== null) throw dataPathFailure;
 }
 
 /**
