@@ -341,33 +341,37 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
 }
 
 /**
- * The TUN loop: drains the device with synchronous reads (at most TUN_DRAIN_BUDGET per wake-up),
- * segmenting super-packets when it has virtio headers, then calls `batchDone` and waits once.
+ * A drain of the TUN device: synchronous reads until it is empty or TUN_DRAIN_BUDGET reads, each
+ * handed to the mesh (super-packets segmented first when the device has virtio headers). Returns
+ * the number of reads. The budget keeps a flood into the TUN from starving the socket and the
+ * timers.
  */
+function tunDrainer(tun: TunDevice, mesh: Mesh): () => number {
+  const segmenter = tun.vnetHdr ? new TunSegmenter() : null;
+  const buf = segmenter?.frame ?? new Uint8Array(TUN_READ_BUFFER_LEN);
+  const handle = (packet: Uint8Array) => mesh.handleTunPacket(packet);
+  const take = segmenter !== null
+    ? (n: number) => segmenter.split(n, handle)
+    : (n: number) => handle(buf.subarray(0, n));
+  return () => {
+    let reads = 0;
+    let n: number;
+    for (; reads < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; reads++) take(n);
+    return reads;
+  };
+}
+
+/** The TUN loop: one drain, then `batchDone`, then one wait (the wait returns at once if more). */
 async function readTun(
   tun: TunDevice,
   mesh: Mesh,
   batchDone: () => void,
   stopping: () => boolean,
 ): Promise<void> {
-  const segmenter = tun.vnetHdr ? new TunSegmenter() : null;
-  const buf = segmenter?.frame ?? new Uint8Array(TUN_READ_BUFFER_LEN);
-  const handle = (packet: Uint8Array) => mesh.handleTunPacket(packet);
+  const drain = tunDrainer(tun, mesh);
   while (!stopping()) {
-    let n: number;
     try {
-      // Drain what is ready with cheap synchronous reads, then wait once. The budget keeps a
-      // flood into the TUN from starving the UDP loop and the timers: the wait below returns
-      // at once when more is ready, but lets everything else on the event loop run first.
-      if (segmenter !== null) {
-        for (let i = 0; i < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; i++) {
-          segmenter.split(n, handle);
-        }
-      } else {
-        for (let i = 0; i < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; i++) {
-          handle(buf.subarray(0, n));
-        }
-      }
+      drain();
     } catch (err) {
       if (stopping()) return;
       throw err;
@@ -388,24 +392,13 @@ function pumpDataPath(
   batchDone: () => void,
   stopping: () => boolean,
 ): Promise<void> {
-  const segmenter = tun.vnetHdr ? new TunSegmenter() : null;
-  const buf = segmenter?.frame ?? new Uint8Array(TUN_READ_BUFFER_LEN);
-  const handle = (packet: Uint8Array) => mesh.handleTunPacket(packet);
+  const drainTun = tunDrainer(tun, mesh);
   const onDatagram = datagramHandler(mesh);
   const poll = new PollSet([tun.fd!, udp.fd!]);
   const turn = (): number => {
     let handled = 0;
-    let n: number;
     try {
-      if (segmenter !== null) {
-        for (; handled < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; handled++) {
-          segmenter.split(n, handle);
-        }
-      } else {
-        for (; handled < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; handled++) {
-          handle(buf.subarray(0, n));
-        }
-      }
+      handled += drainTun();
       handled += udp.tryReceiveBatch!(onDatagram);
     } catch (err) {
       if (stopping()) return 0;
