@@ -402,26 +402,24 @@ Deno.test("mesh (CA mode): a cached member whose certificate is revoked or expir
   kill(members[0]!);
   // 15 minutes on: c's certificate (10 minutes) has expired; b's is revoked in the new config.
   net.runFor(15 * 60_000);
-  const a2 = addMember(net, {
-    name: "a",
-    host: members[0]!.host,
-    psk,
-    hubs: [HUB],
-    timers: TIMERS,
-    privateKey: keys[0]!,
-    address: certs[0]!.addresses[0]!.address,
-    port: 40_000,
-    extra: {
-      networkSecret: secret,
-      policy: new CaPolicy({
-        ca,
-        own: certs[0]!,
-        wallClockMs,
-        revoked: [fingerprintOf(certs[1]!)],
-      }),
-      peerCache: cache,
-    },
-  });
+  // A restarted from the cache, on a new port, with the CA policy it would load then.
+  const restartA = (port: number, revoked: Uint8Array[]) =>
+    addMember(net, {
+      name: "a",
+      host: members[0]!.host,
+      psk,
+      hubs: [HUB],
+      timers: TIMERS,
+      privateKey: keys[0]!,
+      address: certs[0]!.addresses[0]!.address,
+      port,
+      extra: {
+        networkSecret: secret,
+        policy: new CaPolicy({ ca, own: certs[0]!, wallClockMs, revoked }),
+        peerCache: cache,
+      },
+    });
+  const a2 = restartA(40_000, [fingerprintOf(certs[1]!)]);
   net.runFor(30_000);
   assert.deepEqual(a2.mesh.status().members, []);
   const drops = a2.mesh.status().drops;
@@ -429,21 +427,7 @@ Deno.test("mesh (CA mode): a cached member whose certificate is revoked or expir
   assert.equal(drops["member-expired"], 1);
   // The same cache without the revocation: b (still valid) comes back, c (expired) does not.
   kill(a2);
-  const a3 = addMember(net, {
-    name: "a",
-    host: members[0]!.host,
-    psk,
-    hubs: [HUB],
-    timers: TIMERS,
-    privateKey: keys[0]!,
-    address: certs[0]!.addresses[0]!.address,
-    port: 40_001,
-    extra: {
-      networkSecret: secret,
-      policy: new CaPolicy({ ca, own: certs[0]!, wallClockMs }),
-      peerCache: cache,
-    },
-  });
+  const a3 = restartA(40_001, []);
   assert.ok(net.runUntil(() => edgeOf(a3, "b").up, 30_000), "b did not come back");
   assert.deepEqual(a3.mesh.status().members.map((m) => m.name), ["b"]);
   assertDelivers(net, a3, members[1]!, 1);
