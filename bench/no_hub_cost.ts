@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { addMember, FakeHub, type FakeMember, FakeNet } from "../tests/fake_net.ts";
+import { addCrowd, addMember, FakeHub, type FakeMember, FakeNet } from "../tests/fake_net.ts";
 import { publicKeyOf } from "../protocol/wireguard/mod.ts";
 import type { MeshTimers } from "../client/mesh.ts";
 
@@ -52,21 +52,7 @@ function build(n: number, seed: number) {
   };
   const psk = net.rng.bytes(32);
   const hub = new FakeHub(net, [HUB], { keepaliveMs: TIMERS.hubKeepaliveMs });
-  const nats = [net.nat("198.18.100.1"), net.nat("198.18.101.1")];
-  const keys: Uint8Array[] = [];
-  const members: FakeMember[] = [];
-  for (let i = 0; i < n; i++) {
-    const nat = i % 2 === 0 ? null : nats[(i >> 1) % 2]!;
-    keys.push(net.rng.bytes(32));
-    members.push(addMember(net, {
-      name: `m${i}`,
-      host: net.host(nat ? `198.19.${i}.2` : `198.18.1.${10 + i}`, nat),
-      psk,
-      hubs: [HUB],
-      timers: TIMERS,
-      privateKey: keys[i]!,
-    }));
-  }
+  const { members, keys } = addCrowd(net, n, { psk, hubs: [HUB], timers: TIMERS });
   if (!net.runUntil(() => complete(members), 120_000)) throw new Error("mesh did not form");
   return { net, counts, psk, hub, keys, members };
 }

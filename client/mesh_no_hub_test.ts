@@ -5,7 +5,15 @@
  * their own NAT (address-and-port-dependent filtering), c is public.
  */
 import assert from "node:assert/strict";
-import { addMember, FakeHub, type FakeMember, FakeNat, FakeNet, fmt } from "../tests/fake_net.ts";
+import {
+  addCrowd,
+  addMember,
+  FakeHub,
+  type FakeMember,
+  FakeNat,
+  FakeNet,
+  fmt,
+} from "../tests/fake_net.ts";
 import type { MeshTimers } from "./mesh.ts";
 import type { UdpEndpoint } from "./udp.ts";
 import { publicKeyOf } from "../protocol/wireguard/mod.ts";
@@ -444,22 +452,7 @@ Deno.test("mesh: a newcomer joining 20 members without a hub costs O(n) signalli
   };
   const psk = net.rng.bytes(32);
   const hub = new FakeHub(net, [HUB], { keepaliveMs: TIMERS.hubKeepaliveMs });
-  // Half public, half behind two NATs (members behind the same NAT meet on their LAN).
-  const nats = [net.nat("198.18.100.1"), net.nat("198.18.101.1")];
-  const keys: Uint8Array[] = [];
-  const members: FakeMember[] = [];
-  for (let i = 0; i < n; i++) {
-    const nat = i % 2 === 0 ? null : nats[(i >> 1) % 2]!;
-    keys.push(net.rng.bytes(32));
-    members.push(addMember(net, {
-      name: `m${i}`,
-      host: net.host(nat ? `198.19.${i}.2` : `198.18.1.${10 + i}`, nat),
-      psk,
-      hubs: [HUB],
-      timers: TIMERS,
-      privateKey: keys[i]!,
-    }));
-  }
+  const { members, keys } = addCrowd(net, n, { psk, hubs: [HUB], timers: TIMERS });
   assert.ok(net.runUntil(() => complete(members), 60_000), "mesh did not form");
   assert.equal(signal, 0, "signalling while the hub saw everyone");
   hub.down();

@@ -620,3 +620,28 @@ export function addMember(net: FakeNet, o: AddMemberOptions): FakeMember {
   net.every(MESH_TICK_INTERVAL_MS, () => mesh!.tick());
   return member;
 }
+
+/**
+ * Adds `n` members named m0..m(n-1): even ones public, odd ones behind two shared NATs (so some
+ * meet on a LAN), each with a key of its own. Returns the members and their private keys.
+ */
+export function addCrowd(
+  net: FakeNet,
+  n: number,
+  o: Pick<AddMemberOptions, "psk" | "hubs" | "timers">,
+): { members: FakeMember[]; keys: Uint8Array[] } {
+  const nats = [net.nat("198.18.100.1"), net.nat("198.18.101.1")];
+  const keys: Uint8Array[] = [];
+  const members: FakeMember[] = [];
+  for (let i = 0; i < n; i++) {
+    const nat = i % 2 === 0 ? null : nats[(i >> 1) % 2]!;
+    keys.push(net.rng.bytes(32));
+    members.push(addMember(net, {
+      ...o,
+      name: `m${i}`,
+      host: net.host(nat ? `198.19.${i}.2` : `198.18.1.${10 + i}`, nat),
+      privateKey: keys[i]!,
+    }));
+  }
+  return { members, keys };
+}
