@@ -891,7 +891,9 @@ export class Mesh {
     member.txMarkPackets = member.peer.stats.txPackets;
     member.txMarkBytes = member.peer.stats.txBytes;
     member.unansweredSinceMs = 0;
-    const key = endpointKey(from);
+    // The FFI socket hands over one endpoint object per sender: on the edge's own path (nearly
+    // every packet) the key is already known and no string is built.
+    const key = from === member.endpoint ? member.endpointKey : endpointKey(from);
     const candidate = member.candidates.get(key);
     if (candidate !== undefined) {
       candidate.received++;
