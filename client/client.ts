@@ -57,7 +57,7 @@ import { InterfaceConfigError } from "../ffi/netcfg.ts";
 import { OsError } from "../ffi/libc.ts";
 import { openSslAead } from "../ffi/libcrypto.ts";
 import { formatPrefix } from "./mesh.ts";
-import { TunCoalescer, TunSegmenter, type TunWriter } from "./tun_offload.ts";
+import { COALESCE_FLOWS, TunCoalescer, TunSegmenter, type TunWriter } from "./tun_offload.ts";
 import { startCaMode } from "./ca.ts";
 import { ClientDiagnostics } from "./control.ts";
 import { dropPrivileges, resolveIdentity } from "./privileges.ts";
@@ -188,9 +188,14 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
 
   const udp = socket;
   const tunDevice = tun;
-  // With virtio headers every write needs one; the coalescer adds it (and merges TCP segments).
+  // With virtio headers every write needs one; the coalescer adds it and merges TCP segments,
+  // and UDP datagrams too where the kernel took USO (its GSO can then cut them back out).
   const tunOut: TunWriter = tun.vnetHdr
-    ? new TunCoalescer((frame) => tunDevice.write(frame))
+    ? new TunCoalescer(
+      (frame) => tunDevice.write(frame),
+      COALESCE_FLOWS,
+      tun.offloads?.includes("uso6") ?? false,
+    )
     : { write: (packet) => void tunDevice.write(packet), flush: () => {} };
   // OpenSSL's ChaCha20-Poly1305 with reused contexts is ~5x the portable one (ffi/libcrypto.ts).
   const aead = openSslAead();

@@ -292,6 +292,8 @@ export interface CoalescerStats {
   writeFailures: number;
 }
 
+/** Most datagrams in one UDP super-packet (the kernel's `UDP_MAX_SEGMENTS`). */
+export const MAX_UDP_SEGMENTS = 64;
 /** Pending flows held at once; a ninth flow flushes the oldest. */
 export const COALESCE_FLOWS = 8;
 /** Where the IP packet starts in a flow buffer: after 2 bytes of padding and the virtio header. */
@@ -306,11 +308,16 @@ class Flow {
   /** IP length of the super-packet so far. */
   len = 0;
   v6 = false;
+  /** A UDP flow (USO super-packet) rather than TCP. */
+  udp = false;
   ipHL = 0;
+  /** Transport header length (8 for UDP). */
   tcpHL = 0;
   /** Payload of the first segment: every other one but the last must match it. */
   gsoSize = 0;
   nextSeq = 0;
+  /** IPv4 ID the next datagram of a UDP flow must carry (the kernel's USO counts up by one). */
+  nextId = 0;
   /** Pseudo-header address sum plus the protocol. */
   addr = 0;
   /** Set after a short or PSH segment: nothing may follow. */
@@ -330,15 +337,18 @@ export class TunCoalescer implements TunWriter {
   readonly stats: CoalescerStats = { packets: 0, writes: 0, superPackets: 0, writeFailures: 0 };
   readonly #write: (frame: Uint8Array) => boolean;
   readonly #flows: Flow[] = [];
+  readonly #udp: boolean;
   readonly #raw = new Uint8Array(VIRTIO_NET_HDR_LEN + MAX_SUPER_PACKET_LEN);
   #clock = 0;
 
   /**
    * @param write writes one frame (virtio header + packet) to the device; false when refused.
    * @param flows how many flows may be pending at once.
+   * @param udp also merge UDP datagrams (only where the device took USO: Linux 6.2+).
    */
-  constructor(write: (frame: Uint8Array) => boolean, flows = COALESCE_FLOWS) {
+  constructor(write: (frame: Uint8Array) => boolean, flows = COALESCE_FLOWS, udp = false) {
     this.#write = write;
+    this.#udp = udp;
     for (let i = 0; i < flows; i++) this.#flows.push(new Flow());
   }
 
@@ -348,37 +358,58 @@ export class TunCoalescer implements TunWriter {
     const n = packet.length;
     const version = packet[0]! >>> 4;
     let ipHL: number;
+    let proto: number;
     if (version === 4) {
-      // No options, TCP, not a fragment, length exact.
+      // No options, not a fragment, length exact.
+      proto = packet[9]!;
       if (
-        n < 40 || packet[0] !== 0x45 || packet[9] !== IPPROTO_TCP ||
-        ((packet[6]! & 0x3f) | packet[7]!) !== 0 || ((packet[2]! << 8) | packet[3]!) !== n
+        n < 28 || packet[0] !== 0x45 || ((packet[6]! & 0x3f) | packet[7]!) !== 0 ||
+        ((packet[2]! << 8) | packet[3]!) !== n
       ) return this.#writeRaw(packet);
       ipHL = 20;
     } else if (version === 6) {
-      if (n < 60 || packet[6] !== IPPROTO_TCP || ((packet[4]! << 8) | packet[5]!) + 40 !== n) {
-        return this.#writeRaw(packet);
-      }
+      proto = packet[6]!;
+      if (n < 48 || ((packet[4]! << 8) | packet[5]!) + 40 !== n) return this.#writeRaw(packet);
       ipHL = 40;
     } else {
       return this.#writeRaw(packet);
     }
     const v6 = version === 6;
-    const tcpHL = (packet[ipHL + 12]! >>> 4) * 4;
-    if (tcpHL < 20 || ipHL + tcpHL > n) return this.#writeRaw(packet);
-    const payload = n - ipHL - tcpHL;
-    const flow = this.#find(packet, v6);
+    let l4HL: number;
+    if (proto === IPPROTO_TCP) {
+      if (n < ipHL + 20) return this.#writeRaw(packet);
+      l4HL = (packet[ipHL + 12]! >>> 4) * 4;
+      if (l4HL < 20 || ipHL + l4HL > n) return this.#writeRaw(packet);
+    } else if (proto === IPPROTO_UDP && this.#udp) {
+      // The UDP length must match the IP length: anything else is not ours to rewrite.
+      if (((packet[ipHL + 4]! << 8) | packet[ipHL + 5]!) !== n - ipHL) {
+        return this.#writeRaw(packet);
+      }
+      l4HL = UDP_HEADER_LEN;
+    } else {
+      return this.#writeRaw(packet);
+    }
+    const udp = proto === IPPROTO_UDP;
+    const payload = n - ipHL - l4HL;
+    const flow = this.#find(packet, v6, udp);
     if (flow !== undefined) {
-      if (this.#append(flow, packet, ipHL, tcpHL, payload)) {
+      if (
+        udp
+          ? this.#appendUdp(flow, packet, ipHL, payload)
+          : this.#append(flow, packet, ipHL, l4HL, payload)
+      ) {
         if (flow.closed) this.#flushFlow(flow);
         return;
       }
       this.#flushFlow(flow);
     }
-    if (payload === 0 || packet[ipHL + 13] !== TCP_ACK || n > MAX_SUPER_PACKET_LEN) {
+    if (
+      payload === 0 || n > MAX_SUPER_PACKET_LEN ||
+      (!udp && packet[ipHL + 13] !== TCP_ACK)
+    ) {
       return this.#writeRaw(packet);
     }
-    this.#start(packet, v6, ipHL, tcpHL, payload);
+    this.#start(packet, v6, udp, ipHL, l4HL, payload);
   }
 
   /** Writes every pending super-packet. */
@@ -386,12 +417,12 @@ export class TunCoalescer implements TunWriter {
     for (const f of this.#flows) if (f.count > 0) this.#flushFlow(f);
   }
 
-  #find(p: Uint8Array, v6: boolean): Flow | undefined {
+  #find(p: Uint8Array, v6: boolean, udp: boolean): Flow | undefined {
     // Addresses and ports are contiguous: IPv4 12..23, IPv6 8..43 (no options/ext. headers).
     const from = v6 ? 8 : 12;
     const to = v6 ? 44 : 24;
     for (const f of this.#flows) {
-      if (f.count === 0 || f.v6 !== v6) continue;
+      if (f.count === 0 || f.v6 !== v6 || f.udp !== udp) continue;
       const m = f.mem;
       let i = to - 1;
       // Ports and the address ends differ first between flows: compare backwards.
@@ -427,13 +458,10 @@ export class TunCoalescer implements TunWriter {
     for (let i = 8; i < 12; i++) if (m[t + i] !== p[ipHL + i]) return false;
     if (m[t + 14] !== p[ipHL + 14] || m[t + 15] !== p[ipHL + 15]) return false;
     for (let i = 20; i < tcpHL; i++) if (m[t + i] !== p[ipHL + i]) return false;
-    // Copy the payload behind the super-packet, then verify the segment's checksum there: once
-    // coalesced under a partial checksum the kernel will not check it again.
-    const at = h + f.len;
-    m.set(p.subarray(ipHL + tcpHL), at);
-    const sum = f.addr + tcpHL + payload + sum16(p, ipHL, ipHL + tcpHL) +
-      sum16(m, at, at + payload, f.words);
-    if (fold16(sum) !== 0xffff) return false;
+    // The segment's checksum is not verified: it was decrypted and authenticated, so nothing on
+    // the way changed it (kernel WireGuard marks such packets CHECKSUM_UNNECESSARY for the same
+    // reason), and under a partial checksum the kernel does not check it again.
+    m.set(p.subarray(ipHL + tcpHL), h + f.len);
     f.len += payload;
     f.count++;
     f.nextSeq = (seq + payload) >>> 0;
@@ -444,7 +472,41 @@ export class TunCoalescer implements TunWriter {
     return true;
   }
 
-  #start(p: Uint8Array, v6: boolean, ipHL: number, tcpHL: number, payload: number): void {
+  /**
+   * Appends a UDP datagram of the flow if the kernel's UDP GSO would cut it back out exactly:
+   * same IP header fields, the IPv4 ID one more than the last, the payload the size of the first
+   * (the last datagram may be shorter, and closes the super-packet); false if not.
+   */
+  #appendUdp(f: Flow, p: Uint8Array, ipHL: number, payload: number): boolean {
+    if (f.closed || payload === 0 || payload > f.gsoSize) return false;
+    if (f.len + payload > MAX_SUPER_PACKET_LEN || f.count >= MAX_UDP_SEGMENTS) return false;
+    const m = f.mem;
+    const h = FLOW_PACKET_AT;
+    if (f.v6) {
+      if (m[h] !== p[0] || m[h + 1] !== p[1] || m[h + 2] !== p[2] || m[h + 3] !== p[3]) {
+        return false;
+      }
+      if (m[h + 7] !== p[7]) return false;
+    } else {
+      if (m[h + 1] !== p[1] || m[h + 6] !== p[6] || m[h + 8] !== p[8]) return false;
+      if (((p[4]! << 8) | p[5]!) !== f.nextId) return false;
+      f.nextId = (f.nextId + 1) & 0xffff;
+    }
+    m.set(p.subarray(ipHL + UDP_HEADER_LEN), h + f.len);
+    f.len += payload;
+    f.count++;
+    if (payload < f.gsoSize) f.closed = true;
+    return true;
+  }
+
+  #start(
+    p: Uint8Array,
+    v6: boolean,
+    udp: boolean,
+    ipHL: number,
+    l4HL: number,
+    payload: number,
+  ): void {
     let f: Flow | undefined;
     for (const g of this.#flows) {
       if (g.count === 0) {
@@ -457,22 +519,18 @@ export class TunCoalescer implements TunWriter {
     if (f.count > 0) this.#flushFlow(f);
     const m = f.mem;
     m.set(p, FLOW_PACKET_AT);
-    const addr = addressSum(m, v6, FLOW_PACKET_AT) + IPPROTO_TCP;
     const t = FLOW_PACKET_AT + ipHL;
-    const sum = addr + tcpHL + payload + sum16(m, t, FLOW_PACKET_AT + p.length, f.words);
-    if (fold16(sum) !== 0xffff) {
-      // The kernel drops it and counts the bad checksum, as for any other interface.
-      return this.#writeRaw(p);
-    }
     f.count = 1;
     f.len = p.length;
     f.v6 = v6;
+    f.udp = udp;
     f.ipHL = ipHL;
-    f.tcpHL = tcpHL;
+    f.tcpHL = l4HL;
     f.gsoSize = payload;
-    f.addr = addr;
+    f.addr = addressSum(m, v6, FLOW_PACKET_AT) + (udp ? IPPROTO_UDP : IPPROTO_TCP);
     f.nextSeq = (((m[t + 4]! << 24) | (m[t + 5]! << 16) | (m[t + 6]! << 8) | m[t + 7]!) +
       payload) >>> 0;
+    f.nextId = (((m[FLOW_PACKET_AT + 4]! << 8) | m[FLOW_PACKET_AT + 5]!) + 1) & 0xffff;
     f.closed = false;
     f.psh = false;
     f.started = ++this.#clock;
@@ -498,22 +556,35 @@ export class TunCoalescer implements TunWriter {
         m[h + 10] = hc >>> 8;
         m[h + 11] = hc & 0xff;
       }
-      if (f.psh) m[t + 13]! |= TCP_PSH;
       // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum, the kernel trusts the
-      // rest (every segment was verified on the way in).
+      // rest (see #append) and completes it per segment only where one leaves the host.
       const pseudo = fold16(f.addr + f.len - ipHL);
-      m[t + TCP_CHECKSUM_AT] = pseudo >>> 8;
-      m[t + TCP_CHECKSUM_AT + 1] = pseudo & 0xff;
       const hdrLen = ipHL + f.tcpHL;
+      let csumAt: number;
+      if (f.udp) {
+        // The UDP length of a super-packet covers all of it, as the kernel's UDP GRO sets it.
+        m[t + 4] = (f.len - ipHL) >>> 8;
+        m[t + 5] = (f.len - ipHL) & 0xff;
+        csumAt = UDP_CHECKSUM_AT;
+      } else {
+        if (f.psh) m[t + 13]! |= TCP_PSH;
+        csumAt = TCP_CHECKSUM_AT;
+      }
+      m[t + csumAt] = pseudo >>> 8;
+      m[t + csumAt + 1] = pseudo & 0xff;
       m[v] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-      m[v + 1] = f.v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+      m[v + 1] = f.udp
+        ? VIRTIO_NET_HDR_GSO_UDP_L4
+        : f.v6
+        ? VIRTIO_NET_HDR_GSO_TCPV6
+        : VIRTIO_NET_HDR_GSO_TCPV4;
       m[v + 2] = hdrLen & 0xff;
       m[v + 3] = hdrLen >>> 8;
       m[v + 4] = f.gsoSize & 0xff;
       m[v + 5] = f.gsoSize >>> 8;
       m[v + 6] = ipHL;
       m[v + 7] = 0;
-      m[v + 8] = TCP_CHECKSUM_AT;
+      m[v + 8] = csumAt;
       m[v + 9] = 0;
       this.stats.superPackets++;
     }
