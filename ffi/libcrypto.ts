@@ -10,10 +10,8 @@ import { AEAD_TAG_LEN, type AeadKey, type AeadProvider } from "../protocol/wireg
 
 /** EVP_CTRL_AEAD_SET_IVLEN. */
 const CTRL_SET_IVLEN = 0x9;
-/** EVP_CTRL_AEAD_GET_TAG. */
-const CTRL_GET_TAG = 0x10;
-/** EVP_CTRL_AEAD_SET_TAG. */
-const CTRL_SET_TAG = 0x11;
+/** `OSSL_PARAM_OCTET_STRING`. */
+const OSSL_PARAM_OCTET_STRING = 5;
 
 /** The libcrypto symbols used, one comment per parameter list. */
 const SYMBOLS = {
@@ -49,6 +47,10 @@ const SYMBOLS = {
   EVP_DecryptFinal_ex: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   /** (ctx, type, arg, ptr) → 1 on success. */
   EVP_CIPHER_CTX_ctrl: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
+  /** (ctx, const OSSL_PARAM params[]) → 1 on success. */
+  EVP_CIPHER_CTX_get_params: { parameters: ["pointer", "pointer"], result: "i32" },
+  /** (ctx, const OSSL_PARAM params[]) → 1 on success. */
+  EVP_CIPHER_CTX_set_params: { parameters: ["pointer", "pointer"], result: "i32" },
 } as const;
 
 type LibCrypto = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -77,13 +79,27 @@ const contexts = new FinalizationRegistry<Deno.PointerValue>((ctx) => {
   if (ctx !== null && loaded) loaded.EVP_CIPHER_CTX_free(ctx);
 });
 
+/**
+ * One key's two contexts and the native memory the per-packet calls use: an `OSSL_PARAM` list
+ * naming the 16-byte tag buffer ("tag"), so the tag is read and set without `EVP_CIPHER_CTX_ctrl`
+ * translating a ctrl code into parameters on every packet.
+ *
+ * Per packet: set the nonce (`EVP_*Init_ex`), Update over the data, Final (tag computed or
+ * checked), and the tag parameter. (`EVP_Cipher` cannot replace Final here: with no input the
+ * provider's cipher call returns before finishing the message.)
+ */
 class EvpKey implements AeadKey {
   readonly #c: LibCrypto;
   #enc: Deno.PointerValue;
   #dec: Deno.PointerValue;
-  readonly #outLen = new Int32Array(1);
-  readonly #outLenBytes = new Uint8Array(this.#outLen.buffer);
-  readonly #tag = new Uint8Array(AEAD_TAG_LEN);
+  /**
+   * Native-stable memory (an ArrayBuffer large enough to live outside V8's heap): the OSSL_PARAM
+   * list at 0 (the tag entry, then the terminator), the key name at 96, the tag at 112.
+   */
+  readonly #native = new Uint8Array(256);
+  readonly #params: Deno.PointerValue;
+  readonly #tag: Uint8Array;
+  readonly #outLen = new Uint8Array(4);
   readonly #scratch = new Uint8Array(16);
 
   constructor(c: LibCrypto, key: Uint8Array) {
@@ -91,6 +107,19 @@ class EvpKey implements AeadKey {
     const cipher = c.EVP_chacha20_poly1305();
     this.#enc = this.#context(cipher, key, true);
     this.#dec = this.#context(cipher, key, false);
+    const base = Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#native));
+    const view = new DataView(this.#native.buffer);
+    const NAME_AT = 96;
+    const TAG_AT = 112;
+    this.#native.set([0x74, 0x61, 0x67, 0], NAME_AT); // "tag"
+    view.setBigUint64(0, BigInt(base) + BigInt(NAME_AT), true);
+    view.setUint32(8, OSSL_PARAM_OCTET_STRING, true);
+    view.setBigUint64(16, BigInt(base) + BigInt(TAG_AT), true);
+    view.setBigUint64(24, BigInt(AEAD_TAG_LEN), true);
+    // An OSSL_PARAM (LP64) is key, data_type (+pad), data, data_size, return_size: 40 bytes.
+    // Bytes 40..79 stay zero: the terminating one.
+    this.#params = Deno.UnsafePointer.of(this.#native);
+    this.#tag = this.#native.subarray(TAG_AT, TAG_AT + AEAD_TAG_LEN);
   }
 
   #context(cipher: Deno.PointerValue, key: Uint8Array, encrypt: boolean): Deno.PointerValue {
@@ -113,9 +142,9 @@ class EvpKey implements AeadKey {
     const ctx = this.#enc;
     c.EVP_EncryptInit_ex(ctx, null, null, null, nonce);
     const n = plaintext.length;
-    if (n > 0) c.EVP_EncryptUpdate(ctx, out, this.#outLenBytes, plaintext, n);
-    c.EVP_EncryptFinal_ex(ctx, this.#scratch, this.#outLenBytes);
-    c.EVP_CIPHER_CTX_ctrl(ctx, CTRL_GET_TAG, AEAD_TAG_LEN, this.#tag);
+    if (n > 0) c.EVP_EncryptUpdate(ctx, out, this.#outLen, plaintext, n);
+    c.EVP_EncryptFinal_ex(ctx, this.#scratch, this.#outLen);
+    c.EVP_CIPHER_CTX_get_params(ctx, this.#params);
     out.set(this.#tag, n);
   }
 
@@ -125,12 +154,12 @@ class EvpKey implements AeadKey {
     const c = this.#c;
     const ctx = this.#dec;
     c.EVP_DecryptInit_ex(ctx, null, null, null, nonce);
-    // No views per packet: the length argument bounds what is read, and the tag is copied.
-    if (n > 0) c.EVP_DecryptUpdate(ctx, out, this.#outLenBytes, sealed, n);
     const tag = this.#tag;
     for (let i = 0; i < AEAD_TAG_LEN; i++) tag[i] = sealed[n + i]!;
-    c.EVP_CIPHER_CTX_ctrl(ctx, CTRL_SET_TAG, AEAD_TAG_LEN, this.#tag);
-    return c.EVP_DecryptFinal_ex(ctx, this.#scratch, this.#outLenBytes) === 1;
+    c.EVP_CIPHER_CTX_set_params(ctx, this.#params);
+    // No views per packet: the length argument bounds what is read.
+    if (n > 0) c.EVP_DecryptUpdate(ctx, out, this.#outLen, sealed, n);
+    return c.EVP_DecryptFinal_ex(ctx, this.#scratch, this.#outLen) === 1;
   }
 
   dispose(): void {

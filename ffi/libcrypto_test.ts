@@ -34,3 +34,36 @@ Deno.test({
     b.dispose();
   },
 });
+
+Deno.test({
+  name: "openSslAead() keeps working after failed opens, with one key for many nonces",
+  ignore: evp === null,
+  fn() {
+    const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+    const keyBytes = rnd(32);
+    const a = evp!.key(keyBytes);
+    const ref = NODE_CRYPTO_AEAD.key(keyBytes);
+    for (let i = 0; i < 200; i++) {
+      const nonce = new Uint8Array(12);
+      new DataView(nonce.buffer).setUint32(4, i, true);
+      const plain = rnd(i * 7);
+      const sealed = new Uint8Array(plain.length + AEAD_TAG_LEN);
+      a.seal(nonce, plain, sealed);
+      const expected = new Uint8Array(sealed.length);
+      ref.seal(nonce, plain, expected);
+      assert.deepEqual(sealed, expected, `message ${i}`);
+      const back = new Uint8Array(plain.length);
+      if (i % 3 === 0) {
+        // A forged tag (or the wrong nonce) leaves no state behind for the next message.
+        const forged = sealed.slice();
+        forged[forged.length - 1]! ^= 0x80;
+        assert.equal(a.open(nonce, forged, back), false);
+        assert.equal(a.open(rnd(12), sealed, back), false);
+      }
+      assert.ok(a.open(nonce, sealed, back), `message ${i}`);
+      assert.deepEqual(back, plain);
+    }
+    a.dispose();
+    ref.dispose();
+  },
+});
