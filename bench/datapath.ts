@@ -61,6 +61,13 @@ export interface RunFigures {
   tcp4Mbps: number;
   udpPps: number;
   udpLossPercent: number;
+  /**
+   * Loss when UDP is offered at exactly `udpPps` (the rate this tunnel just showed as its
+   * maximum): a tunnel that only delivers that rate by dropping the rest shows it here.
+   */
+  udpAtMaxLossPercent: number;
+  /** Packets per second delivered in that run. */
+  udpAtMaxPps: number;
   pingMedianMs: number;
   pingP99Ms: number;
   pingLossPercent: number;
@@ -465,7 +472,12 @@ async function measure(
   o: DatapathOptions,
 ): Promise<RunFigures> {
   const errors: string[] = [];
-  const iperf = async (address: string, udp: boolean, cpu?: { s: number }) => {
+  const iperf = async (
+    address: string,
+    udp: boolean,
+    cpu?: { s: number },
+    bitsPerSecond?: number,
+  ) => {
     let before = 0;
     const r = await runIperf(lab, {
       serverNs: h.b,
@@ -473,6 +485,7 @@ async function measure(
       address,
       seconds: udp ? o.udpSeconds : o.tcpSeconds,
       udp,
+      ...(bitsPerSecond === undefined ? {} : { bitsPerSecond }),
       onStart: () => (before = cpuSecondsOf(t.pids)),
       onEnd: () => cpu && (cpu.s = cpuSecondsOf(t.pids) - before),
     });
@@ -509,6 +522,10 @@ async function measure(
   const rss = t.pids.length > 0 ? t.pids.reduce((s, p) => s + rssBytes(p), 0) / t.pids.length : NaN;
   const tcp6 = t.v6 ? await iperf(t.v6, false) : undefined;
   const udp = await iperf(t.v4, true);
+  // The same again at the rate the flood delivered: the maximum as this tunnel reports it.
+  const atMax = Number.isFinite(udp.packetsPerSecond) && udp.packetsPerSecond > 0
+    ? await iperf(t.v4, true, undefined, udp.packetsPerSecond * 1300 * 8)
+    : undefined;
   const rssPeak = t.pids.length > 0 ? Math.max(...t.pids.map((p) => rssBytes(p, "VmHWM"))) : NaN;
   // Queues left behind by the flood show up as delay: 20 pings right after it.
   const after = await lab.ping(h.a, t.v4, { count: 20, intervalS: 0.01, timeoutS: 3 });
@@ -526,6 +543,8 @@ async function measure(
     tcp4Mbps: tcp4.bitsPerSecond / 1e6,
     udpPps: udp.packetsPerSecond,
     udpLossPercent: udp.lossPercent,
+    udpAtMaxLossPercent: atMax?.lossPercent ?? NaN,
+    udpAtMaxPps: atMax?.packetsPerSecond ?? NaN,
     pingMedianMs: median(ping.rttsMs),
     pingP99Ms: quantile(ping.rttsMs, 0.99),
     pingLossPercent: ping.lossPercent,
@@ -545,6 +564,8 @@ const FIGURES = [
   "tcp4Mbps",
   "udpPps",
   "udpLossPercent",
+  "udpAtMaxLossPercent",
+  "udpAtMaxPps",
   "pingMedianMs",
   "pingP99Ms",
   "pingLossPercent",

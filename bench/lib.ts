@@ -139,8 +139,10 @@ export interface IperfOptions {
   address: string;
   /** Seconds of traffic. */
   seconds: number;
-  /** UDP at full offered load with 1300-byte payloads. */
+  /** UDP with 1300-byte payloads, at full offered load unless `bitsPerSecond` is given. */
   udp?: boolean;
+  /** Offered UDP payload rate (iperf3 `-b`), bits per second. */
+  bitsPerSecond?: number;
   /** Port (default 5201). */
   port?: number;
   /** Called once the server listens, just before the client starts (CPU sampling). */
@@ -170,7 +172,12 @@ export async function runIperf(lab: Lab, o: IperfOptions): Promise<IperfResult> 
     await server.waitForLine(/Server listening/, { timeoutMs: 10_000 });
     const args = ["timeout", String(bound), "iperf3", "-c", o.address, "-p", port, "-J"];
     args.push("-t", String(o.seconds), "--connect-timeout", "5000");
-    if (o.udp) args.push("-u", "-b", "0", "-l", "1300");
+    if (o.udp) {
+      const rate = o.bitsPerSecond === undefined
+        ? "0"
+        : String(Math.max(1, Math.round(o.bitsPerSecond)));
+      args.push("-u", "-b", rate, "-l", "1300");
+    }
     o.onStart?.();
     const r = await lab.exec(o.clientNs, args, { timeoutMs: (bound + 5) * 1000 });
     o.onEnd?.();

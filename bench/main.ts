@@ -213,6 +213,7 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("TCP IPv4 Mbit/s", "tcp4Mbps");
   line("UDP 1300 B delivered kpps", "udpPps", 1e-3);
   line("UDP loss %", "udpLossPercent");
+  line("UDP loss % offered its max", "udpAtMaxLossPercent");
   line("ping median ms", "pingMedianMs");
   line("ping p99 ms", "pingP99Ms");
   line("ping loss %", "pingLossPercent");
