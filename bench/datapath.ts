@@ -13,6 +13,12 @@
  *
  * Inner addresses (IPv4 198.19.20x.0/24, IPv6 fd00:a{1,2,4}::/64; nebula 1.6 is IPv4 only).
  *
+ * Each run, per tunnel: pings on the fresh tunnel; TCP over IPv4 (pings alongside) and IPv6;
+ * UDP with 1300-byte payloads at full offered load, then offered exactly the rate that run
+ * delivered (its loss shows whether the maximum was real); pings once the tunnel is idle again.
+ * The UDP runs give iperf3 4 MiB socket buffers (or the kernel's maximum): with the default
+ * 208 KiB the receiving iperf3 itself drops bursts, with or without a tunnel.
+ *
  * @module
  */
 import type { Lab, LabProcess } from "../tests/lab/netns.ts";
@@ -74,6 +80,13 @@ export interface RunFigures {
   /** Median and 99th percentile RTT of pings during the IPv4 TCP run (0.02 s apart). */
   pingLoadMedianMs: number;
   pingLoadP99Ms: number;
+  /**
+   * Median and 99th percentile RTT of the same pings as `pingMedianMs`, once the tunnel has
+   * carried the TCP and UDP runs and is idle again: a JIT-compiled data path (meshub) is warm
+   * by then, an ahead-of-time compiled one (wireguard-go) was from the start.
+   */
+  pingWarmMedianMs: number;
+  pingWarmP99Ms: number;
   /** Median RTT of 20 pings right after the UDP flood (queues left behind). */
   pingAfterUdpMs: number;
   /** CPU seconds of the VPN processes (both ends) during the IPv4 TCP run. */
@@ -537,6 +550,8 @@ async function measure(
     15_000,
     500,
   );
+  // Idle again (the queues drained above): the first ping series once more.
+  const warm = await lab.ping(h.a, t.v4, { count: o.pings, intervalS: 0.01, timeoutS: 2 });
   const cpuSeconds = t.pids.length > 0 ? cpu.s : NaN;
   return {
     tcp6Mbps: tcp6 ? tcp6.bitsPerSecond / 1e6 : undefined,
@@ -549,6 +564,8 @@ async function measure(
     pingP99Ms: quantile(ping.rttsMs, 0.99),
     pingLossPercent: ping.lossPercent,
     pingAfterUdpMs: median(after.rttsMs),
+    pingWarmMedianMs: median(warm.rttsMs),
+    pingWarmP99Ms: quantile(warm.rttsMs, 0.99),
     pingLoadMedianMs: median(pingLoad.rttsMs),
     pingLoadP99Ms: quantile(pingLoad.rttsMs, 0.99),
     cpuSeconds,
@@ -570,6 +587,8 @@ const FIGURES = [
   "pingP99Ms",
   "pingLossPercent",
   "pingAfterUdpMs",
+  "pingWarmMedianMs",
+  "pingWarmP99Ms",
   "pingLoadMedianMs",
   "pingLoadP99Ms",
   "cpuSeconds",

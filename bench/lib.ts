@@ -151,6 +151,20 @@ export interface IperfOptions {
   onEnd?: () => void;
 }
 
+/** Socket buffer for iperf3's UDP runs: 4 MiB, or what the kernel allows (0: leave it). */
+export function udpSocketBufferBytes(): number {
+  const read = (name: string) => {
+    try {
+      return Number(Deno.readTextFileSync(`/proc/sys/net/core/${name}`).trim());
+    } catch {
+      return 0;
+    }
+  };
+  // iperf3 fails when it gets less than it asked for, so never ask for more than the maximum.
+  const max = Math.min(read("rmem_max"), read("wmem_max"));
+  return Number.isFinite(max) && max > 0 ? Math.min(4 * 1024 * 1024, max) : 0;
+}
+
 /**
  * One iperf3 test: a one-off server (`-s -1`) in `serverNs`, the client in `clientNs`, both
  * bounded by `timeout` (iperf3 3.12 spins forever if the path vanishes mid-test).

@@ -214,8 +214,10 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("UDP 1300 B delivered kpps", "udpPps", 1e-3);
   line("UDP loss %", "udpLossPercent");
   line("UDP loss % offered its max", "udpAtMaxLossPercent");
-  line("ping median ms", "pingMedianMs");
-  line("ping p99 ms", "pingP99Ms");
+  line("ping median ms (fresh tunnel)", "pingMedianMs");
+  line("ping p99 ms (fresh tunnel)", "pingP99Ms");
+  line("ping median ms (idle after load)", "pingWarmMedianMs");
+  line("ping p99 ms (idle after load)", "pingWarmP99Ms");
   line("ping loss %", "pingLossPercent");
   line("ping ms right after UDP flood", "pingAfterUdpMs");
   line("ping median ms under TCP load", "pingLoadMedianMs");
