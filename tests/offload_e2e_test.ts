@@ -165,8 +165,12 @@ Deno.test({
       name: "UDP GSO: a sends UDP_SEGMENT datagrams to b, over IPv4 and IPv6 inside",
       ignore: noPython,
       fn: async () => {
+        // Where b's kernel took USO, b writes each batch of datagrams as one USO super-packet.
+        const offloads = await b.proc.waitForLine(/offloads (\S+)/);
+        const uso = offloads.match[1]!.includes("uso6");
         for (const address of ["198.19.210.12", b.address6]) {
           const before = await counters(lab, a.site.ns);
+          const bBefore = await counters(lab, b.site.ns);
           const py = (
             mode: string,
           ) => ["timeout", "30", "python3", "-c", UDP_GSO_PY, mode, address];
@@ -175,11 +179,15 @@ Deno.test({
           await lab.exec(a.site.ns, py("send"), { check: true, timeoutMs: 30_000 });
           const got = await sink.waitForLine(/^good /, { timeoutMs: 20_000 });
           const after = await counters(lab, a.site.ns);
+          const bAfter = await counters(lab, b.site.ns);
           // Every datagram arrives with its content and a checksum the receiver's kernel took;
           // a's kernel handed meshub whole super-packets (USO).
           assert.equal(got.line, "good 33 bad 0", address);
           const perRead = (after.txBytes - before.txBytes) / (after.txPackets - before.txPackets);
           assert.ok(perRead > MTU, `${address}: ${perRead} bytes per TUN read`);
+          // ... and b's kernel cut b's merged writes back into the very same datagrams.
+          const writes = bAfter.rxPackets - bBefore.rxPackets;
+          if (uso) assert.ok(writes < 33, `${address}: 33 datagrams took ${writes} TUN writes`);
         }
       },
     });
