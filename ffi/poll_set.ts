@@ -1,7 +1,8 @@
 /**
  * One `poll` over several file descriptors (the client's TUN device and UDP socket), so a single
  * wait per wake-up serves both directions of the data path, plus a synchronous, short wait on the
- * calling thread for busy-polling (`client/pump.ts`).
+ * calling thread for busy-polling (`client/pump.ts`). The TUN devices and the UDP socket wait
+ * on their own fd through {@linkcode PollSet.readable} too.
  *
  * An awaited wait runs `poll` on one of Deno's helper threads (a `nonblocking` FFI call) and
  * costs ~40-200 µs of wake-up latency on top of the event itself (two thread hops: the helper
@@ -57,13 +58,30 @@ export class PollSet {
    * failed: the caller's reads report real errors). Never hangs longer than one slice.
    */
   async wait(sliceMs: number = POLL_SET_SLICE_MS): Promise<boolean> {
-    // A private copy: a concurrent synchronous check must not race this one's revents.
+    return (await this.#pollOnce(sliceMs)) > 0;
+  }
+
+  /**
+   * Resolves once some fd is ready, `closed()` is true, or `poll` failed (the caller's read then
+   * reports the real error), waiting in slices of `sliceMs`: a close that does not wake the
+   * `poll` is noticed within one slice.
+   */
+  async readable(closed: () => boolean, sliceMs: number = POLL_SET_SLICE_MS): Promise<void> {
+    // Bounded: each slice is at most sliceMs; the loop ends on readiness, failure or close.
+    while (!closed()) {
+      if ((await this.#pollOnce(sliceMs)) !== 0) return;
+    }
+  }
+
+  /** One awaited `poll`: 1 when some fd is ready, 0 when the slice passed, -1 when it failed. */
+  async #pollOnce(sliceMs: number): Promise<number> {
+    // A private copy: a concurrent synchronous check or wait must not race this one's revents.
     const pfd = this.#fds.slice();
     const n = await libc().symbols.poll_wait(pfd, BigInt(this.#count), sliceMs);
-    if (n <= 0) return false;
-    for (let at = 0; at < pfd.length; at += POLLFD_LEN) {
-      if ((pfd[at + 6]! | (pfd[at + 7]! << 8)) & READY) return true;
+    if (n < 0) return -1;
+    for (let at = 0; n > 0 && at < pfd.length; at += POLLFD_LEN) {
+      if ((pfd[at + 6]! | (pfd[at + 7]! << 8)) & READY) return 1;
     }
-    return false;
+    return 0;
   }
 }

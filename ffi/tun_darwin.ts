@@ -12,6 +12,7 @@
  */
 
 import { ERRNO, errno, libc, OsError, sysFcntl, sysIoctl } from "./libc.ts";
+import { PollSet } from "./poll_set.ts";
 import type { TunDevice } from "./tun.ts";
 
 const PF_SYSTEM = 32;
@@ -39,10 +40,6 @@ const AF_INET6 = 30;
 const UTUN_HEADER_LEN = 4;
 /** Largest IP packet a utun carries, plus its header. */
 const UTUN_FRAME_MAX_LEN = 65535 + UTUN_HEADER_LEN;
-const POLLIN = 0x1;
-const POLLERR = 0x8;
-const POLLHUP = 0x10;
-const POLLNVAL = 0x20;
 /** Longest single `poll` in {@linkcode DarwinTun.waitReadable}; bounds how long close takes to notice. */
 const POLL_SLICE_MS = 250;
 
@@ -52,7 +49,7 @@ export class DarwinTun implements TunDevice {
   readonly name: string;
   #fd: number;
   #closed = false;
-  readonly #pollfd = new Uint8Array(8);
+  readonly #poll: PollSet;
   /** Frames are staged here to add or strip the 4-byte header. */
   readonly #frame = new Uint8Array(UTUN_FRAME_MAX_LEN);
 
@@ -60,9 +57,7 @@ export class DarwinTun implements TunDevice {
   constructor(fd: number, name: string) {
     this.#fd = fd;
     this.name = name;
-    const view = new DataView(this.#pollfd.buffer);
-    view.setInt32(0, fd, true);
-    view.setInt16(4, POLLIN, true);
+    this.#poll = new PollSet([fd]);
   }
 
   /** The socket fd. -1 after close. */
@@ -88,14 +83,7 @@ export class DarwinTun implements TunDevice {
 
   /** Resolves when a packet may be ready, or when the device is closed (within 250 ms). */
   async waitReadable(): Promise<void> {
-    const poll = libc().symbols.poll_wait;
-    // Bounded: each slice is at most POLL_SLICE_MS; the loop ends on readiness or close.
-    while (!this.#closed) {
-      const pfd = this.#pollfd.slice();
-      const n = await poll(pfd, 1n, POLL_SLICE_MS);
-      if (this.#closed || n < 0) return;
-      if (n > 0 && ((pfd[6]! | (pfd[7]! << 8)) & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) return;
-    }
+    await this.#poll.readable(() => this.#closed, POLL_SLICE_MS);
   }
 
   /** Writes one IP packet, adding the address-family header. False when the kernel dropped it. */

@@ -10,6 +10,7 @@
  */
 
 import { ERRNO, errno, libc, OsError, sysIoctl, sysIoctlValue, sysOpen } from "./libc.ts";
+import { PollSet } from "./poll_set.ts";
 import type { TunDevice } from "./tun.ts";
 
 const O_RDWR = 0x2;
@@ -26,10 +27,6 @@ const IFF_VNET_HDR = 0x4000;
 const IFREQ_LEN = 40;
 /** IFNAMSIZ minus the terminating NUL. */
 const IFNAME_MAX_LEN = 15;
-const POLLIN = 0x1;
-const POLLERR = 0x8;
-const POLLHUP = 0x10;
-const POLLNVAL = 0x20;
 /**
  * Longest single wait in {@linkcode LinuxTun.waitReadable}. A `poll` on a helper thread cannot be
  * interrupted, so this bounds how long a waiter takes to notice {@linkcode LinuxTun.close}.
@@ -96,7 +93,7 @@ export class LinuxTun implements TunDevice {
   readonly offloadFlags: number;
   #fd: number;
   #closed = false;
-  readonly #pollfd = new Uint8Array(8);
+  readonly #poll: PollSet;
 
   /**
    * Wraps an open, configured TUN fd. Use {@linkcode openLinuxTun} to create one.
@@ -107,9 +104,7 @@ export class LinuxTun implements TunDevice {
     this.name = name;
     this.offloadFlags = offloadFlags;
     this.vnetHdr = offloadFlags !== 0;
-    const view = new DataView(this.#pollfd.buffer);
-    view.setInt32(0, fd, true);
-    view.setInt16(4, POLLIN, true);
+    this.#poll = new PollSet([fd]);
   }
 
   /** The file descriptor, for callers that add offloads or batching. -1 after close. */
@@ -154,22 +149,7 @@ export class LinuxTun implements TunDevice {
    * {@linkcode POLL_SLICE_MS}). Waits in bounded `poll` slices, so it never hangs forever.
    */
   async waitReadable(): Promise<void> {
-    const poll = libc().symbols.poll_wait;
-    // Bounded: each slice is at most POLL_SLICE_MS; the loop ends on readiness or close.
-    while (!this.#closed) {
-      // A private pollfd per wait: a concurrent waiter must not see this one's revents.
-      const pfd = this.#pollfd.slice();
-      const n = await poll(pfd, 1n, POLL_SLICE_MS);
-      if (this.#closed) return;
-      if (n > 0) {
-        const revents = pfd[6]! | (pfd[7]! << 8);
-        if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) return;
-      } else if (n < 0) {
-        // errno is lost on the helper thread; EINTR is the only plausible cause. Let the caller
-        // try a read, which reports real errors with errno.
-        return;
-      }
-    }
+    await this.#poll.readable(() => this.#closed, POLL_SLICE_MS);
   }
 
   /**

@@ -33,6 +33,7 @@
  */
 
 import { ERRNO, errno, libc, OsError } from "./libc.ts";
+import { PollSet } from "./poll_set.ts";
 import type { Endpoint } from "../protocol/endpoint.ts";
 import { formatIPv6, parseIP } from "../protocol/ip_address.ts";
 
@@ -55,10 +56,6 @@ const UDP_GRO = 104;
 const SHUT_RDWR = 2;
 const MSG_TRUNC = 0x20;
 const EIO = 5;
-const POLLIN = 0x1;
-const POLLERR = 0x8;
-const POLLHUP = 0x10;
-const POLLNVAL = 0x20;
 
 const MMSGHDR_LEN = 64;
 const MSG_NAME = 0;
@@ -211,7 +208,7 @@ export class LinuxUdpSocket {
   /** Messages the kernel refused to segment (then sent datagram by datagram). */
   #gsoRefused = 0;
   readonly #gro: boolean;
-  readonly #pollfd = new Uint8Array(8);
+  readonly #poll: PollSet;
 
   // Send side: SEND_BATCH messages; message i owns name slot i, iovec i and control slot i.
   readonly #sendMsgs = new Uint8Array(SEND_BATCH * MMSGHDR_LEN);
@@ -256,9 +253,7 @@ export class LinuxUdpSocket {
     this.family = family;
     this.#gso = gso;
     this.#gro = gro;
-    const pollView = new DataView(this.#pollfd.buffer);
-    pollView.setInt32(0, fd, true);
-    pollView.setInt16(4, POLLIN, true);
+    this.#poll = new PollSet([fd]);
 
     this.#arenaPointer = pointerOf(this.#arena);
     const names = pointerOf(this.#sendNames);
@@ -535,22 +530,9 @@ export class LinuxUdpSocket {
    * the poll). Waits in bounded `poll` slices, so it never hangs.
    */
   async waitReadable(): Promise<void> {
-    const poll = libc().symbols.poll_wait;
     this.#waiters++;
     try {
-      // Bounded: each slice is at most POLL_SLICE_MS; the loop ends on readiness or close.
-      while (!this.#closed) {
-        // A private pollfd per wait: a concurrent waiter must not see this one's revents.
-        const pfd = this.#pollfd.slice();
-        const n = await poll(pfd, 1n, POLL_SLICE_MS);
-        if (this.#closed) return;
-        if (n > 0) {
-          const revents = pfd[6]! | (pfd[7]! << 8);
-          if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) return;
-        } else if (n < 0) {
-          return;
-        }
-      }
+      await this.#poll.readable(() => this.#closed, POLL_SLICE_MS);
     } finally {
       this.#waiters--;
       // The fd outlives the close until no poll can still be using its number.
