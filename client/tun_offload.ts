@@ -312,7 +312,7 @@ class Flow {
   udp = false;
   ipHL = 0;
   /** Transport header length (8 for UDP). */
-  tcpHL = 0;
+  l4HL = 0;
   /** Payload of the first segment: every other one but the last must match it. */
   gsoSize = 0;
   nextSeq = 0;
@@ -434,23 +434,11 @@ export class TunCoalescer implements TunWriter {
 
   /** Appends a segment of the flow if it continues it exactly; false if it does not. */
   #append(f: Flow, p: Uint8Array, ipHL: number, tcpHL: number, payload: number): boolean {
-    if (f.closed || payload === 0 || payload > f.gsoSize || tcpHL !== f.tcpHL) return false;
-    if (f.len + payload > MAX_SUPER_PACKET_LEN) return false;
+    if (tcpHL !== f.l4HL || !this.#fits(f, p, payload)) return false;
     const flags = p[ipHL + 13]!;
     if (flags !== TCP_ACK && flags !== (TCP_ACK | TCP_PSH)) return false;
     const m = f.mem;
-    const h = FLOW_PACKET_AT;
-    if (f.v6) {
-      // Traffic class, flow label, hop limit.
-      if (m[h] !== p[0] || m[h + 1] !== p[1] || m[h + 2] !== p[2] || m[h + 3] !== p[3]) {
-        return false;
-      }
-      if (m[h + 7] !== p[7]) return false;
-    } else if (m[h + 1] !== p[1] || m[h + 6] !== p[6] || m[h + 8] !== p[8]) {
-      // TOS (ECN marks included), DF, TTL.
-      return false;
-    }
-    const t = h + ipHL;
+    const t = FLOW_PACKET_AT + ipHL;
     const seq = ((p[ipHL + 4]! << 24) | (p[ipHL + 5]! << 16) | (p[ipHL + 6]! << 8) |
       p[ipHL + 7]!) >>> 0;
     if (seq !== f.nextSeq) return false;
@@ -461,9 +449,7 @@ export class TunCoalescer implements TunWriter {
     // The segment's checksum is not verified: it was decrypted and authenticated, so nothing on
     // the way changed it (kernel WireGuard marks such packets CHECKSUM_UNNECESSARY for the same
     // reason), and under a partial checksum the kernel does not check it again.
-    m.set(p.subarray(ipHL + tcpHL), h + f.len);
-    f.len += payload;
-    f.count++;
+    this.#take(f, p, ipHL + tcpHL, payload);
     f.nextSeq = (seq + payload) >>> 0;
     if (payload < f.gsoSize || flags !== TCP_ACK) {
       f.closed = true;
@@ -478,25 +464,38 @@ export class TunCoalescer implements TunWriter {
    * (the last datagram may be shorter, and closes the super-packet); false if not.
    */
   #appendUdp(f: Flow, p: Uint8Array, ipHL: number, payload: number): boolean {
-    if (f.closed || payload === 0 || payload > f.gsoSize) return false;
-    if (f.len + payload > MAX_SUPER_PACKET_LEN || f.count >= MAX_UDP_SEGMENTS) return false;
-    const m = f.mem;
-    const h = FLOW_PACKET_AT;
-    if (f.v6) {
-      if (m[h] !== p[0] || m[h + 1] !== p[1] || m[h + 2] !== p[2] || m[h + 3] !== p[3]) {
-        return false;
-      }
-      if (m[h + 7] !== p[7]) return false;
-    } else {
-      if (m[h + 1] !== p[1] || m[h + 6] !== p[6] || m[h + 8] !== p[8]) return false;
+    if (f.count >= MAX_UDP_SEGMENTS || !this.#fits(f, p, payload)) return false;
+    if (!f.v6) {
       if (((p[4]! << 8) | p[5]!) !== f.nextId) return false;
       f.nextId = (f.nextId + 1) & 0xffff;
     }
-    m.set(p.subarray(ipHL + UDP_HEADER_LEN), h + f.len);
-    f.len += payload;
-    f.count++;
+    this.#take(f, p, ipHL + UDP_HEADER_LEN, payload);
     if (payload < f.gsoSize) f.closed = true;
     return true;
+  }
+
+  /**
+   * What every merge needs: an open super-packet with room for `payload`, no longer than the
+   * first segment's, and the IP header fields GSO copies into every segment unchanged (IPv6
+   * traffic class, flow label, hop limit; IPv4 TOS with the ECN marks, DF, TTL).
+   */
+  #fits(f: Flow, p: Uint8Array, payload: number): boolean {
+    if (f.closed || payload === 0 || payload > f.gsoSize) return false;
+    if (f.len + payload > MAX_SUPER_PACKET_LEN) return false;
+    const m = f.mem;
+    const h = FLOW_PACKET_AT;
+    if (f.v6) {
+      return m[h] === p[0] && m[h + 1] === p[1] && m[h + 2] === p[2] && m[h + 3] === p[3] &&
+        m[h + 7] === p[7];
+    }
+    return m[h + 1] === p[1] && m[h + 6] === p[6] && m[h + 8] === p[8];
+  }
+
+  /** Copies the payload at `p[from..]` behind the super-packet. */
+  #take(f: Flow, p: Uint8Array, from: number, payload: number): void {
+    f.mem.set(p.subarray(from), FLOW_PACKET_AT + f.len);
+    f.len += payload;
+    f.count++;
   }
 
   #start(
@@ -525,7 +524,7 @@ export class TunCoalescer implements TunWriter {
     f.v6 = v6;
     f.udp = udp;
     f.ipHL = ipHL;
-    f.tcpHL = l4HL;
+    f.l4HL = l4HL;
     f.gsoSize = payload;
     f.addr = addressSum(m, v6, FLOW_PACKET_AT) + (udp ? IPPROTO_UDP : IPPROTO_TCP);
     f.nextSeq = (((m[t + 4]! << 24) | (m[t + 5]! << 16) | (m[t + 6]! << 8) | m[t + 7]!) +
@@ -559,7 +558,7 @@ export class TunCoalescer implements TunWriter {
       // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum, the kernel trusts the
       // rest (see #append) and completes it per segment only where one leaves the host.
       const pseudo = fold16(f.addr + f.len - ipHL);
-      const hdrLen = ipHL + f.tcpHL;
+      const hdrLen = ipHL + f.l4HL;
       let csumAt: number;
       if (f.udp) {
         // The UDP length of a super-packet covers all of it, as the kernel's UDP GRO sets it.
