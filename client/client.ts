@@ -19,16 +19,17 @@
  *     mesh.handleTunPacket (route lookup → WireGuard encrypt straight into the socket's send
  *     batch (reserveSend / commitSend: no buffer per packet), GSO-merged with the previous
  *     datagram when it goes to the same peer with the same size)
- *   ─► end of drain (tunBatchDone): udp.flush() = one sendmmsg for the batch (EAGAIN drops and
+ *   ─► end of drain (batchDone): udp.flush() = one sendmmsg for the batch (EAGAIN drops and
  *     counts the rest); the TUN writer writes out what the mesh wrote meanwhile (ICMP errors)
  *
  * Outside → inside (readUdp):
  *   poll(udp) ─► recvmmsg (64 a call, GRO buffers split) until the queue is empty or 1024
  *     datagrams ─► per datagram: mesh.handleDatagram
- *     (WireGuard decrypt → inner-source check → TUN writer: in-order TCP segments of a flow are
- *     held and coalesced (TunCoalescer), anything else is written at once; handshakes, hub
+ *     (WireGuard decrypt → inner-source check → TUN writer: in-order TCP segments and, with
+ *     USO, UDP datagrams of a flow are held and coalesced (TunCoalescer), anything else is
+ *     written at once; handshakes, hub
  *     messages and punches may answer with udp.send)
- *   ─► end of batch (udpBatchDone): udp.flush() (replies, keepalives, queued packets), the TUN
+ *   ─► end of batch (batchDone): udp.flush() (replies, keepalives, queued packets), the TUN
  *     writer writes each held flow as one GSO super-packet
  *
  * Timers (every TICK_MS): mesh.tick ─► udp.flush(), TUN writer flush. Anything sent outside
@@ -271,21 +272,18 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   for (const s of signals) Deno.addSignalListener(s, stop);
   options.signal?.addEventListener("abort", stop);
 
-  /** After each TUN drain: the encrypted batch leaves; what the mesh wrote to the TUN goes out. */
-  const tunBatchDone = () => {
-    udp.flush();
-    tunOut.flush();
-  };
-  /** After each UDP receive batch: replies leave; coalesced TCP segments reach the TUN. */
-  const udpBatchDone = () => {
+  /**
+   * After each TUN drain or UDP receive batch, and each tick: the encrypted batch and any replies
+   * leave in one sendmmsg, and what the mesh wrote to the TUN (coalesced segments) goes in.
+   */
+  const batchDone = () => {
     udp.flush();
     tunOut.flush();
   };
   const tick = () => {
     mesh.tick();
     // Nothing waits in a batch longer than a tick, whoever put it there.
-    udp.flush();
-    tunOut.flush();
+    batchDone();
   };
   const timer = setInterval(tick, TICK_MS);
   tick();
@@ -311,9 +309,9 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   const tunFd = tun.fd ?? -1;
   const udpFd = udp.fd ?? -1;
   const pumped = tunFd >= 0 && udpFd >= 0 && udp.tryReceiveBatch !== undefined;
-  const loops = pumped ? [pumpDataPath(tun, udp, mesh, tunBatchDone, () => stopping)] : [
-    readTun(tun, mesh, tunBatchDone, () => stopping),
-    readUdp(udp, mesh, udpBatchDone, () => stopping),
+  const loops = pumped ? [pumpDataPath(tun, udp, mesh, batchDone, () => stopping)] : [
+    readTun(tun, mesh, batchDone, () => stopping),
+    readUdp(udp, mesh, batchDone, () => stopping),
   ];
   // A loop that ends while we run leaves a client that looks alive but moves nothing: stop, and
   // fail after cleaning up, so a supervisor (systemd) restarts it.
