@@ -95,6 +95,23 @@ function publicOf(w: World, m: FakeMember): string {
   return fmt(ep);
 }
 
+/** A new member d behind its own NAT that knows only c, through a bootstrap entry. */
+function joinThroughC(w: World): FakeMember {
+  const natD = w.net.nat("198.18.4.1");
+  const d = addMember(w.net, {
+    name: "d",
+    host: w.net.host("198.19.4.2", natD),
+    psk: w.psk,
+    hubs: [HUB],
+    timers: TIMERS,
+    extra: {
+      bootstrap: [{ endpoint: w.c.socket.endpoint, publicKey: publicKeyOf(w.keys.get(w.c)!) }],
+    },
+  });
+  w.nats.set(d, natD);
+  return d;
+}
+
 /** The process dies: its socket goes away and it never sends again. */
 function kill(m: FakeMember): void {
   m.socket.close();
@@ -192,18 +209,7 @@ Deno.test("mesh: with the hub dead, a restarted member reconnects to all former 
 Deno.test("mesh: with the hub dead, a new member knowing one member joins with direct edges to all", () => {
   const w = world(3);
   w.hub.down();
-  const natD = w.net.nat("198.18.4.1");
-  const d = addMember(w.net, {
-    name: "d",
-    host: w.net.host("198.19.4.2", natD),
-    psk: w.psk,
-    hubs: [HUB],
-    timers: TIMERS,
-    extra: {
-      bootstrap: [{ endpoint: w.c.socket.endpoint, publicKey: publicKeyOf(w.keys.get(w.c)!) }],
-    },
-  });
-  w.nats.set(d, natD);
+  const d = joinThroughC(w);
   const all = [w.a, w.b, w.c, d];
   assert.ok(w.net.runUntil(() => complete(all), 30_000), "d did not join");
   // Direct edges: each at the member's own public endpoint, never through the bootstrap member.
@@ -344,17 +350,7 @@ Deno.test("mesh: a lost introduction is asked for again when punching runs out",
     }
     deliver(data, from);
   };
-  const natD = w.net.nat("198.18.4.1");
-  const d = addMember(w.net, {
-    name: "d",
-    host: w.net.host("198.19.4.2", natD),
-    psk: w.psk,
-    hubs: [HUB],
-    timers: TIMERS,
-    extra: {
-      bootstrap: [{ endpoint: w.c.socket.endpoint, publicKey: publicKeyOf(w.keys.get(w.c)!) }],
-    },
-  });
+  const d = joinThroughC(w);
   w.net.runFor(10_000);
   assert.ok(lost > 0, "no introduction was lost: the test tests nothing");
   assert.ok(!edgeOf(d, "b").up, "b and d met although the introduction was lost");
