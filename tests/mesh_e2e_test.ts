@@ -8,8 +8,8 @@ import { labSkipReason } from "./lab/packages.ts";
 import { addNatClient, buildDemoTopology, type ClientSite } from "./lab/topology.ts";
 import {
   type ClientNode,
+  failedPairs,
   newPsk,
-  pingPairs,
   startClient,
   startHub,
   startTcpTransfer,
@@ -28,27 +28,6 @@ reject_after_ms = 12000
 keepalive_ms = 2000
 hub_keepalive_ms = 2000
 `;
-
-/** The pairs that did not get all their replies, e.g. `c1→c2: 1/3` (empty when all did). */
-async function failedPairs(
-  lab: Lab,
-  from: readonly ClientNode[],
-  to: readonly ClientNode[],
-): Promise<string[]> {
-  const failed: string[] = [];
-  for (const p of await pingPairs(lab, from, to)) {
-    if (p.result.received === p.result.transmitted) continue;
-    // One lost echo on a loaded 2-core machine is not a broken edge; a second lossy round is.
-    const [again] = await pingPairs(lab, [p.from], [p.to]);
-    if (again!.result.received !== again!.result.transmitted) {
-      failed.push(
-        `${p.from.name}→${p.to.name}: ${p.result.received}/${p.result.transmitted}, ` +
-          `then ${again!.result.received}/${again!.result.transmitted}`,
-      );
-    }
-  }
-  return failed;
-}
 
 Deno.test({
   name: "mesh: 3 clients (2 behind NATs) form a full mesh that outlives its hub",

@@ -14,9 +14,9 @@ import { labSkipReason } from "./lab/packages.ts";
 import { addNatClient, buildDemoTopology, type ClientSite } from "./lab/topology.ts";
 import {
   type ClientNode,
+  failedPairs,
   meshubCommand,
   newPsk,
-  pingPairs,
   startClient,
   startHub,
   waitForEdges,
@@ -29,16 +29,6 @@ const TESTING = `
 keepalive_ms = 2000
 hub_keepalive_ms = 2000
 `;
-
-async function failedPairs(
-  lab: Lab,
-  from: readonly ClientNode[],
-  to: readonly ClientNode[],
-): Promise<string[]> {
-  return (await pingPairs(lab, from, to))
-    .filter((p) => p.result.received !== p.result.transmitted)
-    .map((p) => `${p.from.name}→${p.to.name}: ${p.result.received}/${p.result.transmitted}`);
-}
 
 function hostOf(endpoint: string): string {
   return endpoint.replace(/:\d+$/, "");

@@ -211,6 +211,27 @@ export async function pingPairs(
   return out;
 }
 
+/** The pairs that did not get all their replies, e.g. `c1→c2: 1/3` (empty when all did). */
+export async function failedPairs(
+  lab: Lab,
+  from: readonly ClientNode[],
+  to: readonly ClientNode[],
+): Promise<string[]> {
+  const failed: string[] = [];
+  for (const p of await pingPairs(lab, from, to)) {
+    if (p.result.received === p.result.transmitted) continue;
+    // One lost echo on a loaded 2-core machine is not a broken edge; a second lossy round is.
+    const [again] = await pingPairs(lab, [p.from], [p.to]);
+    if (again!.result.received !== again!.result.transmitted) {
+      failed.push(
+        `${p.from.name}→${p.to.name}: ${p.result.received}/${p.result.transmitted}, ` +
+          `then ${again!.result.received}/${again!.result.transmitted}`,
+      );
+    }
+  }
+  return failed;
+}
+
 /** Where a {@linkcode startTcpTransfer} runs: namespaces, the sink's address and port. */
 export interface TcpTransferSpec {
   /** Namespace of the sending side. */
