@@ -81,8 +81,8 @@ export class Session {
   sealInto(plaintext: Uint8Array, out: Uint8Array): number {
     const counter = this.sendCounter++;
     const len = plaintext.length;
-    const padded = (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
-    const total = TRANSPORT_HEADER_LEN + padded + TAG_LEN;
+    const total = sealedLength(len);
+    const padded = total - TRANSPORT_HEADER_LEN - TAG_LEN;
     if (out.length < total) {
       throw new RangeError(`datagram needs ${total} bytes, got ${out.length}`);
     }
