@@ -180,6 +180,18 @@ function setPointer(view: DataView, offset: number, value: number): void {
   view.setUint32(offset + 4, hi, true);
 }
 
+/**
+ * Points message `i` of an mmsghdr array at its own name slot and iovec (slot `i` of the arrays
+ * at `names` and `iov`, one iovec each) and at its control buffer `ctrl`.
+ */
+function linkMessage(msgs: DataView, i: number, names: number, iov: number, ctrl: number): void {
+  const m = i * MMSGHDR_LEN;
+  setPointer(msgs, m + MSG_NAME, names + i * SOCKADDR_IN6_LEN);
+  setPointer(msgs, m + MSG_IOV, iov + i * IOVEC_LEN);
+  setPointer(msgs, m + MSG_IOVLEN, 1);
+  setPointer(msgs, m + MSG_CONTROL, ctrl);
+}
+
 /** A non-blocking UDP socket with batched sends and receives. See the module documentation. */
 export class LinuxUdpSocket {
   /** Local port the socket is bound to. */
@@ -260,11 +272,7 @@ export class LinuxUdpSocket {
     const iov = pointerOf(this.#sendIov);
     const ctrl = pointerOf(this.#sendCtrl);
     for (let i = 0; i < SEND_BATCH; i++) {
-      const m = i * MMSGHDR_LEN;
-      setPointer(this.#sendMsgsView, m + MSG_NAME, names + i * SOCKADDR_IN6_LEN);
-      setPointer(this.#sendMsgsView, m + MSG_IOV, iov + i * IOVEC_LEN);
-      setPointer(this.#sendMsgsView, m + MSG_IOVLEN, 1);
-      setPointer(this.#sendMsgsView, m + MSG_CONTROL, ctrl + i * SEGMENT_CMSG_SPACE);
+      linkMessage(this.#sendMsgsView, i, names, iov, ctrl + i * SEGMENT_CMSG_SPACE);
       const c = i * SEGMENT_CMSG_SPACE;
       setPointer(this.#sendCtrlView, c, CMSGHDR_LEN + 2);
       this.#sendCtrlView.setInt32(c + 8, SOL_UDP, true);
@@ -278,10 +286,7 @@ export class LinuxUdpSocket {
     const recvBuf = pointerOf(this.#recvBuf);
     for (let i = 0; i < RECEIVE_BATCH; i++) {
       const m = i * MMSGHDR_LEN;
-      setPointer(this.#recvMsgsView, m + MSG_NAME, recvNames + i * SOCKADDR_IN6_LEN);
-      setPointer(this.#recvMsgsView, m + MSG_IOV, recvIov + i * IOVEC_LEN);
-      setPointer(this.#recvMsgsView, m + MSG_IOVLEN, 1);
-      setPointer(this.#recvMsgsView, m + MSG_CONTROL, recvCtrl + i * RECEIVE_CMSG_SPACE);
+      linkMessage(this.#recvMsgsView, i, recvNames, recvIov, recvCtrl + i * RECEIVE_CMSG_SPACE);
       setPointer(recvIovView, i * IOVEC_LEN, recvBuf + i * RECEIVE_SLOT_LEN);
       setPointer(recvIovView, i * IOVEC_LEN + 8, RECEIVE_SLOT_LEN);
       this.#resetReceiveSlot(m);
