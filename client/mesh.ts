@@ -292,8 +292,15 @@ interface Member {
   publicKey: Uint8Array;
   addresses: Prefix[];
   advertTimestamp: number;
-  /** Every endpoint worth trying, rebuilt from the three sources below. */
+  /**
+   * Every endpoint worth trying, rebuilt from the three sources below. Only ever replaced, never
+   * changed in place: {@linkcode candidateAt}'s cache relies on that.
+   */
   candidates: Map<string, Candidate>;
+  /** {@linkcode candidateAt}'s cache: the map and key it looked up last, and what it found. */
+  activeCandidateOf: Map<string, Candidate> | null;
+  activeCandidateKey: string;
+  activeCandidate: Candidate | undefined;
   /** The latest endpoint each hub observed for it (one per hub: bounded). */
   hubObserved: Map<string, UdpEndpoint>;
   /** Local addresses from its newest advert (at most 8). */
@@ -894,7 +901,7 @@ export class Mesh {
     // The FFI socket hands over one endpoint object per sender: on the edge's own path (nearly
     // every packet) the key is already known and no string is built.
     const key = from === member.endpoint ? member.endpointKey : endpointKey(from);
-    const candidate = member.candidates.get(key);
+    const candidate = candidateAt(member, key);
     if (candidate !== undefined) {
       candidate.received++;
       candidate.lastHeardMs = now;
@@ -1298,6 +1305,9 @@ export class Mesh {
       addresses,
       advertTimestamp: 0,
       candidates: new Map(),
+      activeCandidateOf: null,
+      activeCandidateKey: "",
+      activeCandidate: undefined,
       hubObserved: new Map(),
       localEndpoints: [],
       staticEndpoint: null,
@@ -1944,6 +1954,21 @@ function rebuildCandidates(member: Member): UdpEndpoint[] {
   for (const [key, c] of next) if (!member.candidates.has(key)) added.push(c.endpoint);
   member.candidates = next;
   return added;
+}
+
+/**
+ * The member's candidate at `key`. The active path's (nearly every authenticated packet) comes
+ * from a cache kept while the candidate map and the key stay the same: no string-keyed lookup
+ * per packet.
+ */
+function candidateAt(member: Member, key: string): Candidate | undefined {
+  if (key !== member.endpointKey) return member.candidates.get(key);
+  if (member.activeCandidateOf !== member.candidates || member.activeCandidateKey !== key) {
+    member.activeCandidateOf = member.candidates;
+    member.activeCandidateKey = key;
+    member.activeCandidate = member.candidates.get(key);
+  }
+  return member.activeCandidate;
 }
 
 /** The endpoint of `formatEndpoint`'s `host:port` / `[v6]:port`. */
