@@ -58,6 +58,7 @@ import { InterfaceConfigError } from "../ffi/netcfg.ts";
 import { OsError } from "../ffi/libc.ts";
 import { openSslAead } from "../ffi/libcrypto.ts";
 import { formatPrefix } from "./mesh.ts";
+import { TurnClock } from "./turn_clock.ts";
 import { COALESCE_FLOWS, TunCoalescer, TunSegmenter, type TunWriter } from "./tun_offload.ts";
 import { startCaMode } from "./ca.ts";
 import { ClientDiagnostics } from "./control.ts";
@@ -200,6 +201,8 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     : { write: (packet) => void tunDevice.write(packet), flush: () => {} };
   // OpenSSL's ChaCha20-Poly1305 with reused contexts is ~5x the portable one (ffi/libcrypto.ts).
   const aead = openSslAead();
+  // Held at one reading per drain of the TUN or the socket: no clock op per packet.
+  const clock = new TurnClock();
   const mesh = new Mesh({
     psk: ca?.wireGuardPsk ?? config.psk!,
     ...(ca ? { networkSecret: ca.networkSecret, policy: ca.policy } : {}),
@@ -231,7 +234,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
       }
       : {}),
     writeTun: (packet) => tunOut.write(packet),
-    now: () => performance.now(),
+    now: clock.now,
     aead: aead ?? undefined,
     onEvent: diagnostics.onEvent,
     // Diagnostics inside the VPN: ICMP errors back to the TUN (client/icmp.ts).
@@ -309,8 +312,8 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
   const tunFd = tun.fd ?? -1;
   const udpFd = udp.fd ?? -1;
   const pumped = tunFd >= 0 && udpFd >= 0 && udp.tryReceiveBatch !== undefined;
-  const loops = pumped ? [pumpDataPath(tun, udp, mesh, batchDone, () => stopping)] : [
-    readTun(tun, mesh, batchDone, () => stopping),
+  const loops = pumped ? [pumpDataPath(tun, udp, mesh, clock, batchDone, () => stopping)] : [
+    readTun(tun, mesh, clock, batchDone, () => stopping),
     readUdp(udp, mesh, batchDone, () => stopping),
   ];
   // A loop that ends while we run leaves a client that looks alive but moves nothing: stop, and
@@ -349,29 +352,31 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
  * the number of reads. The budget keeps a flood into the TUN from starving the socket and the
  * timers.
  */
-function tunDrainer(tun: TunDevice, mesh: Mesh): () => number {
+function tunDrainer(tun: TunDevice, mesh: Mesh, clock: TurnClock): () => number {
   const segmenter = tun.vnetHdr ? new TunSegmenter() : null;
   const buf = segmenter?.frame ?? new Uint8Array(TUN_READ_BUFFER_LEN);
   const handle = (packet: Uint8Array) => mesh.handleTunPacket(packet);
   const take = segmenter !== null
     ? (n: number) => segmenter.split(n, handle)
     : (n: number) => handle(buf.subarray(0, n));
-  return () => {
+  const drain = () => {
     let reads = 0;
     let n: number;
     for (; reads < TUN_DRAIN_BUDGET && (n = tun.tryRead(buf)) > 0; reads++) take(n);
     return reads;
   };
+  return () => clock.hold(drain);
 }
 
 /** The TUN loop: one drain, then `batchDone`, then one wait (the wait returns at once if more). */
 async function readTun(
   tun: TunDevice,
   mesh: Mesh,
+  clock: TurnClock,
   batchDone: () => void,
   stopping: () => boolean,
 ): Promise<void> {
-  const drain = tunDrainer(tun, mesh);
+  const drain = tunDrainer(tun, mesh, clock);
   while (!stopping()) {
     try {
       drain();
@@ -392,17 +397,19 @@ function pumpDataPath(
   tun: TunDevice,
   udp: UdpSocket,
   mesh: Mesh,
+  clock: TurnClock,
   batchDone: () => void,
   stopping: () => boolean,
 ): Promise<void> {
-  const drainTun = tunDrainer(tun, mesh);
+  const drainTun = tunDrainer(tun, mesh, clock);
   const onDatagram = datagramHandler(mesh);
+  const drainUdp = () => udp.tryReceiveBatch!(onDatagram);
   const poll = new PollSet([tun.fd!, udp.fd!]);
   const turn = (): number => {
     let handled = 0;
     try {
       handled += drainTun();
-      handled += udp.tryReceiveBatch!(onDatagram);
+      handled += clock.hold(drainUdp);
     } catch (err) {
       if (stopping()) return 0;
       throw err;
