@@ -152,6 +152,7 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     await configureInterface({
       name: tun.name,
       mtu: config.tun.mtu,
+      queueLength: config.tun.queueLength,
       ipv6: { address: formatIPv6(ipv6.address), prefixLength: ipv6.prefixLength },
       ipv4: ipv4 && { address: formatIPv4(ipv4.address), prefixLength: ipv4.prefixLength },
       // Static peers may live outside our own prefix.
@@ -164,10 +165,12 @@ export async function runClient(config: ClientConfig, options: RunClientOptions 
     if (err instanceof InterfaceConfigError) throw new UserError(err.message, { cause: err });
     throw err;
   }
-  tunLog.info("{name} up: {addresses}, mtu {mtu}, offloads {offloads}", {
+  tunLog.info("{name} up: {addresses}, mtu {mtu}, queue {queue}, offloads {offloads}", {
     name: tun.name,
     addresses: [ipv6, ...(ipv4 ? [ipv4] : [])].map(formatPrefix).join(", "),
     mtu: config.tun.mtu,
+    // macOS utun has no transmit queue to size.
+    queue: Deno.build.os === "linux" ? config.tun.queueLength : "n/a",
     offloads: tun.offloads?.length ? tun.offloads.join(",") : "none",
   });
   if (identity !== undefined) {

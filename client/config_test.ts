@@ -3,6 +3,7 @@ import {
   type ClientConfig,
   ConfigError,
   DEFAULT_TESTING,
+  DEFAULT_TUN_QUEUE_LENGTH,
   loadClientConfig,
   parseClientConfig,
 } from "./config.ts";
@@ -109,6 +110,7 @@ Deno.test("parseClientConfig() reads every key of a full configuration", () => {
       interface: "mesh7",
       mtu: 1400,
       offload: true,
+      queueLength: 4096,
       ipv6: {
         address: bytes(0xfd, 0x12, 0x34, 0x56, 0x78, 0x9a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1),
         prefixLength: 48,
@@ -160,7 +162,12 @@ Deno.test("parseClientConfig() fills in defaults and leaves optional addresses o
     port: 0,
     peerCache: "/var/lib/meshub/alice.key.peers",
   });
-  assert.deepEqual(config.tun, { interface: "meshub0", mtu: 1420, offload: true });
+  assert.deepEqual(config.tun, {
+    interface: "meshub0",
+    mtu: 1420,
+    offload: true,
+    queueLength: DEFAULT_TUN_QUEUE_LENGTH,
+  });
   assert.ok(!("ipv6" in config.tun) && !("ipv4" in config.tun));
   assert.deepEqual(config.log, { level: "info", format: "text" });
   assert.deepEqual(config.peers, []);
@@ -404,6 +411,20 @@ Deno.test("parseClientConfig() shows the line of a TOML syntax error", () => {
   assert.equal(
     fullWith("[log]", "[tun]"),
     "client.toml:19: TOML syntax error: trying to redefine an already defined table or value",
+  );
+});
+
+Deno.test("parseClientConfig() takes tun.queue_length within 16..65536", () => {
+  const withQueue = (q: string) => `[tun]\nqueue_length = ${q}\n` + MINIMAL;
+  assert.equal(parseClientConfig(withQueue("16"), "client.toml").tun.queueLength, 16);
+  assert.equal(parseClientConfig(withQueue("65536"), "client.toml").tun.queueLength, 65536);
+  assert.equal(
+    configError(withQueue("8")).message,
+    "client.toml:2: tun.queue_length: must be between 16 and 65536, got 8",
+  );
+  assert.equal(
+    configError(withQueue("1e9")).message,
+    "client.toml:2: tun.queue_length: must be between 16 and 65536, got 1000000000",
   );
 });
 

@@ -23,6 +23,8 @@ export interface InterfaceConfig {
   name: string;
   /** MTU in bytes (at least 1280 when IPv6 is configured, 576 otherwise). */
   mtu: number;
+  /** Linux: transmit queue length in packets (`txqueuelen`); the kernel's default when absent. */
+  queueLength?: number | undefined;
   /** The interface's IPv6 address (added without duplicate address detection). */
   ipv6?: InterfaceAddress | undefined;
   /** The interface's IPv4 address. */
@@ -119,6 +121,10 @@ export function validateInterfaceConfig(config: InterfaceConfig): void {
   if (!Number.isInteger(config.mtu) || config.mtu < minMtu || config.mtu > 65535) {
     throw new RangeError(`MTU ${config.mtu} is outside ${minMtu}-65535`);
   }
+  const q = config.queueLength;
+  if (q !== undefined && (!Number.isInteger(q) || q < 1 || q > 2 ** 31 - 1)) {
+    throw new RangeError(`transmit queue length ${q} is not a positive integer`);
+  }
   if (config.ipv6) checkAddress(config.ipv6, 6, "IPv6 address");
   if (config.ipv4) checkAddress(config.ipv4, 4, "IPv4 address");
   for (const r of config.routes ?? []) checkCidr(r);
@@ -136,7 +142,10 @@ export function interfaceCommands(
   const { name, mtu, ipv6, ipv4 } = config;
   const routes = config.routes ?? [];
   if (os === "linux") {
-    const cmds = [["ip", "link", "set", "dev", name, "mtu", String(mtu), "up"]];
+    const queue = config.queueLength === undefined
+      ? []
+      : ["txqueuelen", String(config.queueLength)];
+    const cmds = [["ip", "link", "set", "dev", name, "mtu", String(mtu), ...queue, "up"]];
     // nodad: the address is usable at once; nobody else can be on a TUN link to collide with.
     if (ipv6) {
       cmds.push([

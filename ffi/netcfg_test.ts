@@ -25,6 +25,17 @@ Deno.test("interfaceCommands() on Linux sets mtu/up, adds addresses with nodad, 
   );
 });
 
+Deno.test("interfaceCommands() on Linux sets the transmit queue length with the MTU", () => {
+  assert.deepEqual(
+    interfaceCommands({ name: "meshub0", mtu: 1420, queueLength: 4096 }, "linux"),
+    [["ip", "link", "set", "dev", "meshub0", "mtu", "1420", "txqueuelen", "4096", "up"]],
+  );
+  assert.throws(
+    () => interfaceCommands({ name: "meshub0", mtu: 1420, queueLength: 0 }, "linux"),
+    RangeError,
+  );
+});
+
 Deno.test("interfaceCommands() on macOS uses ifconfig aliases and interface routes", () => {
   const cmds = interfaceCommands({
     name: "utun4",

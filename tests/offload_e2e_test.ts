@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { Lab, missingTools } from "./lab/netns.ts";
 import { labSkipReason } from "./lab/packages.ts";
 import type { ClientSite } from "./lab/topology.ts";
+import { DEFAULT_TUN_QUEUE_LENGTH } from "../client/config.ts";
 import {
   type ClientNode,
   newPsk,
@@ -124,8 +125,8 @@ Deno.test({
           dir,
           psk,
           hubs: ["198.18.0.1:3731"],
-          // Inside the [tun] table.
-          extraToml: `ipv4 = "198.19.210.${11 + i}/24"`,
+          // Inside the [tun] table; b also sets its queue length.
+          extraToml: `ipv4 = "198.19.210.${11 + i}/24"` + (i === 1 ? "\nqueue_length = 1000" : ""),
         }),
       );
     }
@@ -133,6 +134,13 @@ Deno.test({
     for (const n of nodes) {
       const { match } = await n.proc.waitForLine(/meshub0 up: .*, offloads (\S+)/);
       assert.match(match[1]!, /csum,tso4,tso6/, `${n.name}: offloads ${match[1]}`);
+    }
+    // The TUN's transmit queue: the default, and b's tun.queue_length.
+    for (const [n, want] of [[a, DEFAULT_TUN_QUEUE_LENGTH], [b, 1000]] as const) {
+      const link = await lab.exec(n.site.ns, ["ip", "-j", "link", "show", "meshub0"], {
+        check: true,
+      });
+      assert.equal(JSON.parse(link.stdout)[0].txqlen, want, `${n.name}: ${link.stdout}`);
     }
     await waitForEdges(a, ["b"]);
     await waitForEdges(b, ["a"]);
