@@ -37,6 +37,7 @@ import {
   sum16,
   wordView,
 } from "./checksum.ts";
+import { SimdChecksum } from "./checksum_simd.ts";
 
 /** Bytes of `struct virtio_net_hdr` (no `num_buffers`): the TUN default `TUNSETVNETHDRSZ`. */
 export const VIRTIO_NET_HDR_LEN = 10;
@@ -130,11 +131,32 @@ export class TunSegmenter {
   lastDrop: SegmentDrop | null = null;
   readonly #mem: Uint8Array;
   readonly #words: Uint32Array;
+  /** The SIMD sum over #mem (which then lives in its WebAssembly memory), or null. */
+  readonly #simd: SimdChecksum | null;
 
-  constructor() {
-    this.#mem = new Uint8Array(FRAME_AT + TUN_FRAME_CAPACITY);
+  /**
+   * @param simd Sum checksums with WebAssembly SIMD where available (default true; false for
+   *   the plain JavaScript sum, e.g. to compare the two).
+   */
+  constructor(simd = true) {
+    const len = FRAME_AT + TUN_FRAME_CAPACITY;
+    this.#simd = simd ? SimdChecksum.create(len) : null;
+    // Frames are read straight into the WebAssembly memory: the SIMD sum sees nothing else.
+    this.#mem = this.#simd?.bytes.subarray(0, len) ?? new Uint8Array(len);
     this.#words = wordView(this.#mem);
     this.frame = this.#mem.subarray(FRAME_AT);
+  }
+
+  /** Whether checksums are summed with WebAssembly SIMD. */
+  get simd(): boolean {
+    return this.#simd !== null;
+  }
+
+  /** The folded ones' complement sum of #mem[start..end) (`sum16`). */
+  #sum(start: number, end: number): number {
+    return this.#simd !== null
+      ? this.#simd.sum16(start, end)
+      : sum16(this.#mem, start, end, this.#words);
   }
 
   /**
@@ -161,7 +183,7 @@ export class TunSegmenter {
         if (start + offset + 2 > plen) return this.#drop("bad-checksum-offsets");
         const at = PACKET_AT + start + offset;
         // The field holds the pseudo-header sum: it is summed along with the rest.
-        let c = ~sum16(m, PACKET_AT + start, PACKET_AT + plen, this.#words) & 0xffff;
+        let c = ~this.#sum(PACKET_AT + start, PACKET_AT + plen) & 0xffff;
         // 0 means "no checksum" in UDP; 0xffff is the same value in ones' complement.
         if (c === 0) c = 0xffff;
         m[at] = c >>> 8;
@@ -254,8 +276,7 @@ export class TunSegmenter {
       }
       m[checkAt] = 0;
       m[checkAt + 1] = 0;
-      const sum = addr + l4Len + sum16(m, l4, payloadAt, this.#words) +
-        sum16(m, payloadAt, payloadAt + chunk, this.#words);
+      const sum = addr + l4Len + this.#sum(l4, payloadAt) + this.#sum(payloadAt, payloadAt + chunk);
       let c = ~fold16(sum) & 0xffff;
       if (c === 0 && !tcp) c = 0xffff;
       m[checkAt] = c >>> 8;
