@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import wabtInit from "npm:wabt@1.0.37";
+import wabtInit from "wabt";
 import { CHECKSUM_SIMD_WASM, SIMD_SUM_MAX_LEN, SimdChecksum } from "./checksum_simd.ts";
 import { sum16, wordView } from "./checksum.ts";
 import { decodeBase64 } from "../util/base64.ts";
