@@ -42,6 +42,8 @@ export class Session {
   readonly #sendNonce = new Uint8Array(AEAD_NONCE_LEN);
   readonly #receiveNonce = new Uint8Array(AEAD_NONCE_LEN);
   #pad = new Uint8Array(2048);
+  /** The bytes behind a packet padded in place (fewer than 16), put back after sealing. */
+  readonly #aside = new Uint8Array(16);
   #plain = new Uint8Array(2048);
 
   /** Creates a session from freshly derived keys (which it zeroes once the AEAD has them). */
@@ -76,7 +78,11 @@ export class Session {
   /**
    * {@linkcode Session.seal} into the caller's buffer (e.g. the UDP socket's send batch), which
    * must hold {@linkcode sealedLength}`(plaintext.length)` bytes. Returns the datagram's length.
-   * Allocation-free apart from one view: a fresh buffer per packet costs more than the cipher.
+   * Allocation-free apart from two views: a fresh buffer per packet costs more than the cipher.
+   *
+   * The padding is added in place when `plaintext`'s buffer has room behind it: the up to 15
+   * bytes there are zeroed during the call and restored before it returns, so callers see no
+   * change (nothing else runs meanwhile).
    */
   sealInto(plaintext: Uint8Array, out: Uint8Array): number {
     const counter = this.sendCounter++;
@@ -86,18 +92,39 @@ export class Session {
     if (out.length < total) {
       throw new RangeError(`datagram needs ${total} bytes, got ${out.length}`);
     }
-    let input = plaintext;
-    if (padded !== len) {
-      if (this.#pad.length < padded) this.#pad = new Uint8Array(padded * 2);
-      this.#pad.set(plaintext);
-      this.#pad.fill(0, len, padded);
-      input = this.#pad.subarray(0, padded);
-    }
     writeTransportHeader(out, this.remoteIndex, counter);
     // Nonce = 4 zero bytes then the counter as u64 LE, which the header holds at bytes 8..16.
     const nonce = this.#sendNonce;
     for (let i = 0; i < 8; i++) nonce[4 + i] = out[8 + i]!;
-    this.#sendKey.seal(nonce, input, out.subarray(TRANSPORT_HEADER_LEN, total));
+    const sealed = out.subarray(TRANSPORT_HEADER_LEN, total);
+    if (padded === len) {
+      this.#sendKey.seal(nonce, plaintext, sealed);
+      return total;
+    }
+    const buffer = plaintext.buffer;
+    const at = plaintext.byteOffset;
+    if (buffer === out.buffer || at + padded > buffer.byteLength) {
+      // No room behind the packet (or it shares the output's buffer): pad a copy.
+      if (this.#pad.length < padded) this.#pad = new Uint8Array(padded * 2);
+      this.#pad.set(plaintext);
+      this.#pad.fill(0, len, padded);
+      this.#sendKey.seal(nonce, this.#pad.subarray(0, padded), sealed);
+      return total;
+    }
+    // Padding in place: the up to 15 bytes behind the packet are set aside, zeroed for the
+    // cipher and put back, instead of copying the whole packet (a TSO segment lies in the
+    // middle of its frame, so there is room behind it).
+    const whole = new Uint8Array(buffer, at, padded);
+    const aside = this.#aside;
+    for (let i = len; i < padded; i++) {
+      aside[i - len] = whole[i]!;
+      whole[i] = 0;
+    }
+    try {
+      this.#sendKey.seal(nonce, whole, sealed);
+    } finally {
+      for (let i = len; i < padded; i++) whole[i] = aside[i - len]!;
+    }
     return total;
   }
 
@@ -126,6 +153,7 @@ export class Session {
     this.#sendKey.dispose();
     this.#receiveKey.dispose();
     this.#pad.fill(0);
+    this.#aside.fill(0);
     this.#plain.fill(0);
   }
 }

@@ -49,6 +49,34 @@ Deno.test("Session keepalive is 32 bytes; tampering or the wrong key fails to op
   assertEquals(b.open(new Uint8Array(31)), null);
 });
 
+Deno.test("Session.sealInto() pads in place behind the packet, a copy where it cannot, same datagram", () => {
+  const p = ip6(5, 7); // 45 bytes → 48
+  const frame = new Uint8Array(300).fill(0xab);
+  const cases = [
+    { name: "room behind", plaintext: frame.subarray(100, 145) },
+    { name: "at the buffer's end", plaintext: frame.subarray(255, 300) },
+    { name: "exact multiple", plaintext: frame.subarray(0, 48) },
+  ];
+  for (const { name, plaintext } of cases) {
+    plaintext.set(p.subarray(0, Math.min(p.length, plaintext.length)));
+    const before = frame.slice();
+    const one = sessions();
+    const two = sessions();
+    const out = new Uint8Array(200);
+    const len = one.a.sealInto(plaintext, out);
+    assertEquals(out.subarray(0, len), two.a.seal(plaintext.slice()), name);
+    assertEquals(frame, before, `${name}: the bytes behind the packet are put back`);
+    assertEquals(one.b.open(out.subarray(0, len))!.subarray(0, plaintext.length), plaintext);
+  }
+  // Plaintext and datagram in one buffer: never zero what may be the output.
+  const shared = new Uint8Array(400).fill(0xcd);
+  shared.set(p, 0);
+  const want = sessions().a.seal(p);
+  assertEquals(sessions().a.sealInto(shared.subarray(0, 45), shared.subarray(100)), want.length);
+  assertEquals(shared.subarray(100, 100 + want.length), want);
+  assertEquals(shared.subarray(45, 100), new Uint8Array(55).fill(0xcd));
+});
+
 Deno.test("Session.sealInto() writes the same datagram as seal() into a larger buffer and returns its length", () => {
   const one = sessions();
   const two = sessions();
