@@ -32,12 +32,14 @@
  *   ─► end of batch (batchDone): udp.flush() (replies, keepalives, queued packets), the TUN
  *     writer writes each held flow as one GSO super-packet
  *
+ * Each drain holds the mesh's clock at one reading (TurnClock): no clock call per packet.
+ *
  * Timers (every TICK_MS): mesh.tick ─► udp.flush(), TUN writer flush. Anything sent outside
  * these boundaries (control requests) is flushed by the socket itself when the current job ends.
  *
  * Every queue is bounded: the kernel socket buffers (4 MiB, dropped and counted when full), the
  * socket's batch (64 messages), each peer's pre-handshake queue, the TUN writer (8 flows, one
- * 64 KB super-packet each), the TUN device's queue.
+ * 64 KB super-packet each), the TUN device's queue (`tun.queue_length`, 4096 packets).
  *
  * @module
  */

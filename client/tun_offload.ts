@@ -10,7 +10,8 @@
  *   TUN read ──► TunSegmenter.split ──► Mesh.handleTunPacket (route, encrypt) ──► UDP send
  *   (vnet hdr +  headers kept as a template; each MTU-size segment is built in
  *    ≤ 64 KB)    place in front of its payload (IP length/id/checksum, TCP seq,
- *                FIN/PSH last, CWR first, full TCP/UDP checksum): no copy of the
+ *                FIN/PSH last, CWR first, full TCP/UDP checksum summed with
+ *                WebAssembly SIMD: the frame lives in its memory): no copy of the
  *                payload, no allocation but one view per segment
  *   end of drain ──► TUN writer flush (ICMP errors written meanwhile) + UDP flush hook
  *
