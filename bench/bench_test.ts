@@ -47,6 +47,11 @@ Deno.test({
         assert.ok(raw?.runs.length === 1, `${s.scenario}: raw measured`);
         const meshub = s.tunnels.find((t: { tunnel: string }) => t.tunnel === "meshub");
         assert.ok(!meshub?.skipped && meshub?.median.tcp4Mbps > 0, `${s.scenario}: meshub ran`);
+        // Where the UDP loss at its maximum happened is counted (0 is a count too).
+        const run = meshub.runs[0];
+        for (const k of ["udpAtMaxTunDropPercent", "udpAtMaxRcvbufPercent"]) {
+          assert.ok(run[k] >= 0, `${s.scenario}: meshub ${k} = ${run[k]}`);
+        }
       }
       for (const f of r.formation) assert.equal(f.error, undefined, `formation: ${f.error}`);
       for (const h of r.hubScale) assert.ok(h.joined > 0 && !h.error, `hub scale: ${h.error}`);

@@ -74,6 +74,13 @@ export interface RunFigures {
   udpAtMaxLossPercent: number;
   /** Packets per second delivered in that run. */
   udpAtMaxPps: number;
+  /**
+   * Where that run's loss happened, as % of the datagrams offered: dropped by the sender's TUN
+   * (its queue was full: the VPN did not read fast enough), and by full UDP receive buffers at
+   * the receiving host (the VPN's own socket or iperf3's; NaN where not measured).
+   */
+  udpAtMaxTunDropPercent: number;
+  udpAtMaxRcvbufPercent: number;
   pingMedianMs: number;
   pingP99Ms: number;
   pingLossPercent: number;
@@ -135,6 +142,49 @@ interface Tunnel {
   v6?: string;
   /** PIDs of the VPN processes at both ends. */
   pids: number[];
+  /** The sending end's (a's) TUN interface, for its drop counter; none for raw. */
+  ifName?: string;
+}
+
+/** The TX dropped counter of `ifName` in `ns` (a TUN drops what does not fit its queue). */
+async function tunTxDropped(lab: Lab, ns: string, ifName: string): Promise<number> {
+  const r = await lab.exec(ns, ["ip", "-s", "-j", "link", "show", "dev", ifName], {
+    timeoutMs: 5_000,
+  });
+  try {
+    return Number(JSON.parse(r.stdout)[0].stats64.tx.dropped);
+  } catch {
+    return NaN;
+  }
+}
+
+/** UDP datagrams dropped for full receive buffers in `ns`, IPv4 and IPv6 sockets together. */
+async function udpRcvbufErrors(lab: Lab, ns: string): Promise<number> {
+  const r = await lab.exec(ns, ["cat", "/proc/net/snmp", "/proc/net/snmp6"], { timeoutMs: 5_000 });
+  return parseRcvbufErrors(r.stdout);
+}
+
+/**
+ * The sum of `Udp: ... RcvbufErrors` (`/proc/net/snmp`, a header line then a value line) and
+ * `Udp6RcvbufErrors` (`/proc/net/snmp6`, name and value per line); NaN when neither is there.
+ */
+export function parseRcvbufErrors(text: string): number {
+  let total = NaN;
+  const add = (n: number) => (total = (Number.isNaN(total) ? 0 : total) + n);
+  const lines = text.split("\n");
+  for (let i = 0; i + 1 < lines.length; i++) {
+    const head = lines[i]!.trim().split(/\s+/);
+    const values = lines[i + 1]!.trim().split(/\s+/);
+    if (head[0] === "Udp:" && values[0] === "Udp:" && head[1] !== values[1]) {
+      const at = head.indexOf("RcvbufErrors");
+      if (at > 0 && values[at] !== undefined) add(Number(values[at]));
+    }
+  }
+  for (const line of lines) {
+    const [name, value] = line.trim().split(/\s+/);
+    if (name === "Udp6RcvbufErrors" && value !== undefined) add(Number(value));
+  }
+  return total;
 }
 
 const TCP_PORTS_FORWARDED = "655,5201";
@@ -283,7 +333,13 @@ async function startMeshub(
     await p.waitForLine(/node \S+: \S+, udp port \d+/, { timeoutMs: 60_000 });
   }
   await procs[0]!.waitForLine(/edge up: b /, { timeoutMs: 30_000 });
-  return { name: "meshub", v4: "198.19.201.2", v6: "fd00:a1::2", pids: procs.map((p) => p.pid) };
+  return {
+    name: "meshub",
+    v4: "198.19.201.2",
+    v6: "fd00:a1::2",
+    pids: procs.map((p) => p.pid),
+    ifName: "meshub0",
+  };
 }
 
 async function startWireguardGo(lab: Lab, h: Hosts, dir: string): Promise<Tunnel> {
@@ -330,6 +386,7 @@ async function startWireguardGo(lab: Lab, h: Hosts, dir: string): Promise<Tunnel
     v4: "198.19.202.2",
     v6: "fd00:a2::2",
     pids: procs.map((p) => p.pid),
+    ifName: ends[0]!.ifName,
   };
 }
 
@@ -398,7 +455,7 @@ async function startNebula(lab: Lab, h: Hosts, dir: string): Promise<Tunnel> {
     procs.push(p);
     await p.waitForLine(/Nebula interface is active/, { timeoutMs: 15_000 });
   }
-  return { name: "nebula", v4: "198.19.203.2", pids: procs.map((p) => p.pid) };
+  return { name: "nebula", v4: "198.19.203.2", pids: procs.map((p) => p.pid), ifName: "nebula1" };
 }
 
 async function startTinc(lab: Lab, h: Hosts, dir: string): Promise<Tunnel> {
@@ -460,7 +517,13 @@ async function startTinc(lab: Lab, h: Hosts, dir: string): Promise<Tunnel> {
       check: true,
     });
   }
-  return { name: "tinc", v4: "198.19.204.2", v6: "fd00:a4::2", pids: procs.map((p) => p.pid) };
+  return {
+    name: "tinc",
+    v4: "198.19.204.2",
+    v6: "fd00:a4::2",
+    pids: procs.map((p) => p.pid),
+    ifName: "tinc0",
+  };
 }
 
 /** Waits until `addr` answers pings from `ns` (handshakes happen on demand for some VPNs). */
@@ -536,9 +599,15 @@ async function measure(
   const tcp6 = t.v6 ? await iperf(t.v6, false) : undefined;
   const udp = await iperf(t.v4, true);
   // The same again at the rate the flood delivered: the maximum as this tunnel reports it.
+  const tunDrops = () => t.ifName ? tunTxDropped(lab, h.a, t.ifName) : Promise.resolve(NaN);
+  const before = { tun: await tunDrops(), rcvbuf: await udpRcvbufErrors(lab, h.b) };
   const atMax = Number.isFinite(udp.packetsPerSecond) && udp.packetsPerSecond > 0
     ? await iperf(t.v4, true, undefined, udp.packetsPerSecond * 1300 * 8)
     : undefined;
+  const offered = udp.packetsPerSecond * o.udpSeconds;
+  const dropPercent = (n: number) => atMax && offered > 0 ? 100 * n / offered : NaN;
+  const udpAtMaxTunDropPercent = dropPercent((await tunDrops()) - before.tun);
+  const udpAtMaxRcvbufPercent = dropPercent((await udpRcvbufErrors(lab, h.b)) - before.rcvbuf);
   const rssPeak = t.pids.length > 0 ? Math.max(...t.pids.map((p) => rssBytes(p, "VmHWM"))) : NaN;
   // Queues left behind by the flood show up as delay: 20 pings right after it.
   const after = await lab.ping(h.a, t.v4, { count: 20, intervalS: 0.01, timeoutS: 3 });
@@ -560,6 +629,8 @@ async function measure(
     udpLossPercent: udp.lossPercent,
     udpAtMaxLossPercent: atMax?.lossPercent ?? NaN,
     udpAtMaxPps: atMax?.packetsPerSecond ?? NaN,
+    udpAtMaxTunDropPercent,
+    udpAtMaxRcvbufPercent,
     pingMedianMs: median(ping.rttsMs),
     pingP99Ms: quantile(ping.rttsMs, 0.99),
     pingLossPercent: ping.lossPercent,
@@ -583,6 +654,8 @@ const FIGURES = [
   "udpLossPercent",
   "udpAtMaxLossPercent",
   "udpAtMaxPps",
+  "udpAtMaxTunDropPercent",
+  "udpAtMaxRcvbufPercent",
   "pingMedianMs",
   "pingP99Ms",
   "pingLossPercent",

@@ -214,6 +214,8 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("UDP 1300 B delivered kpps", "udpPps", 1e-3);
   line("UDP loss %", "udpLossPercent");
   line("UDP loss % offered its max", "udpAtMaxLossPercent");
+  line("  of it: sender TUN drops %", "udpAtMaxTunDropPercent");
+  line("  of it: receiver socket drops %", "udpAtMaxRcvbufPercent");
   line("ping median ms (fresh tunnel)", "pingMedianMs");
   line("ping p99 ms (fresh tunnel)", "pingP99Ms");
   line("ping median ms (idle after load)", "pingWarmMedianMs");
