@@ -81,6 +81,8 @@ export interface RunFigures {
    */
   udpAtMaxTunDropPercent: number;
   udpAtMaxRcvbufPercent: number;
+  /** The part of `udpAtMaxRcvbufPercent` dropped at the receiving VPN's own sockets. */
+  udpAtMaxVpnRcvbufPercent: number;
   pingMedianMs: number;
   pingP99Ms: number;
   pingLossPercent: number;
@@ -162,6 +164,33 @@ async function tunTxDropped(lab: Lab, ns: string, ifName: string): Promise<numbe
 async function udpRcvbufErrors(lab: Lab, ns: string): Promise<number> {
   const r = await lab.exec(ns, ["cat", "/proc/net/snmp", "/proc/net/snmp6"], { timeoutMs: 5_000 });
   return parseRcvbufErrors(r.stdout);
+}
+
+/** Datagrams dropped at the UDP sockets of processes `pids` in `ns` (NaN without pids). */
+async function socketDrops(lab: Lab, ns: string, pids: number[]): Promise<number> {
+  if (pids.length === 0) return NaN;
+  const r = await lab.exec(ns, ["ss", "-uamp"], { timeoutMs: 5_000 });
+  return parseSocketDrops(r.stdout, pids);
+}
+
+/**
+ * The sum of the `skmem:(...,dN)` drop counts of the sockets in `ss -uamp` output whose
+ * `users:` list one of `pids`.
+ */
+export function parseSocketDrops(text: string, pids: number[]): number {
+  let total = 0;
+  let owned = false;
+  for (const line of text.split("\n")) {
+    const users = line.match(/users:\((.*)\)\s*$/);
+    if (users) {
+      owned = [...users[1]!.matchAll(/pid=(\d+)/g)].some((m) => pids.includes(Number(m[1])));
+      continue;
+    }
+    const drops = line.match(/skmem:\(.*\bd(\d+)\)/);
+    if (drops && owned) total += Number(drops[1]);
+    if (drops) owned = false;
+  }
+  return total;
 }
 
 /**
@@ -600,7 +629,12 @@ async function measure(
   const udp = await iperf(t.v4, true);
   // The same again at the rate the flood delivered: the maximum as this tunnel reports it.
   const tunDrops = () => t.ifName ? tunTxDropped(lab, h.a, t.ifName) : Promise.resolve(NaN);
-  const before = { tun: await tunDrops(), rcvbuf: await udpRcvbufErrors(lab, h.b) };
+  const vpnDrops = () => socketDrops(lab, h.b, t.pids);
+  const before = {
+    tun: await tunDrops(),
+    rcvbuf: await udpRcvbufErrors(lab, h.b),
+    vpn: await vpnDrops(),
+  };
   const atMax = Number.isFinite(udp.packetsPerSecond) && udp.packetsPerSecond > 0
     ? await iperf(t.v4, true, undefined, udp.packetsPerSecond * 1300 * 8)
     : undefined;
@@ -608,6 +642,7 @@ async function measure(
   const dropPercent = (n: number) => atMax && offered > 0 ? 100 * n / offered : NaN;
   const udpAtMaxTunDropPercent = dropPercent((await tunDrops()) - before.tun);
   const udpAtMaxRcvbufPercent = dropPercent((await udpRcvbufErrors(lab, h.b)) - before.rcvbuf);
+  const udpAtMaxVpnRcvbufPercent = dropPercent((await vpnDrops()) - before.vpn);
   const rssPeak = t.pids.length > 0 ? Math.max(...t.pids.map((p) => rssBytes(p, "VmHWM"))) : NaN;
   // Queues left behind by the flood show up as delay: 20 pings right after it.
   const after = await lab.ping(h.a, t.v4, { count: 20, intervalS: 0.01, timeoutS: 3 });
@@ -631,6 +666,7 @@ async function measure(
     udpAtMaxPps: atMax?.packetsPerSecond ?? NaN,
     udpAtMaxTunDropPercent,
     udpAtMaxRcvbufPercent,
+    udpAtMaxVpnRcvbufPercent,
     pingMedianMs: median(ping.rttsMs),
     pingP99Ms: quantile(ping.rttsMs, 0.99),
     pingLossPercent: ping.lossPercent,
@@ -656,6 +692,7 @@ const FIGURES = [
   "udpAtMaxPps",
   "udpAtMaxTunDropPercent",
   "udpAtMaxRcvbufPercent",
+  "udpAtMaxVpnRcvbufPercent",
   "pingMedianMs",
   "pingP99Ms",
   "pingLossPercent",

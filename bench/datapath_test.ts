@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseRcvbufErrors } from "./datapath.ts";
+import { parseRcvbufErrors, parseSocketDrops } from "./datapath.ts";
 
 const SNMP = `Ip: Forwarding DefaultTTL InReceives
 Ip: 1 64 1000
@@ -20,4 +20,21 @@ Deno.test("parseRcvbufErrors() adds Udp RcvbufErrors and Udp6RcvbufErrors, nothi
   assert.equal(parseRcvbufErrors(SNMP6), 17);
   assert.ok(Number.isNaN(parseRcvbufErrors("")));
   assert.ok(Number.isNaN(parseRcvbufErrors("Udp: InDatagrams\nUdp: 5\n")));
+});
+
+const SS = `State  Recv-Q Send-Q Local Address:Port  Peer Address:PortProcess
+UNCONN 0      0                  *:51830            *:*    users:(("deno",pid=4275,fd=23))
+	 skmem:(r0,rb8388608,t0,tb8388608,f4096,w0,o0,bl0,d126)
+UNCONN 0      0            0.0.0.0:5201       0.0.0.0:*    users:(("iperf3",pid=5000,fd=5))
+	 skmem:(r0,rb4194304,t0,tb4194304,f0,w0,o0,bl0,d35000)
+UNCONN 0      0                  *:51820            *:*    users:(("wireguard-go",pid=4300,fd=7),("wireguard-go",pid=4301,fd=7))
+	 skmem:(r0,rb212992,t0,tb212992,f0,w0,o0,bl0,d7)
+`;
+
+Deno.test("parseSocketDrops() adds the drops of the sockets the given processes hold", () => {
+  assert.equal(parseSocketDrops(SS, [4275]), 126);
+  assert.equal(parseSocketDrops(SS, [4301]), 7);
+  assert.equal(parseSocketDrops(SS, [4275, 4300]), 133);
+  assert.equal(parseSocketDrops(SS, [1]), 0);
+  assert.equal(parseSocketDrops("", [4275]), 0);
 });

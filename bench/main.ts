@@ -216,6 +216,7 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("UDP loss % offered its max", "udpAtMaxLossPercent");
   line("  of it: sender TUN drops %", "udpAtMaxTunDropPercent");
   line("  of it: receiver socket drops %", "udpAtMaxRcvbufPercent");
+  line("    at the VPN's own socket %", "udpAtMaxVpnRcvbufPercent");
   line("ping median ms (fresh tunnel)", "pingMedianMs");
   line("ping p99 ms (fresh tunnel)", "pingP99Ms");
   line("ping median ms (idle after load)", "pingWarmMedianMs");
