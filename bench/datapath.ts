@@ -627,22 +627,21 @@ async function measure(
   const rss = t.pids.length > 0 ? t.pids.reduce((s, p) => s + rssBytes(p), 0) / t.pids.length : NaN;
   const tcp6 = t.v6 ? await iperf(t.v6, false) : undefined;
   const udp = await iperf(t.v4, true);
-  // The same again at the rate the flood delivered: the maximum as this tunnel reports it.
-  const tunDrops = () => t.ifName ? tunTxDropped(lab, h.a, t.ifName) : Promise.resolve(NaN);
-  const vpnDrops = () => socketDrops(lab, h.b, t.pids);
-  const before = {
-    tun: await tunDrops(),
+  // Where the at-max run loses datagrams: the same three counters read before and after it.
+  const drops = async () => ({
+    tun: t.ifName ? await tunTxDropped(lab, h.a, t.ifName) : NaN,
     rcvbuf: await udpRcvbufErrors(lab, h.b),
-    vpn: await vpnDrops(),
-  };
+    vpn: await socketDrops(lab, h.b, t.pids),
+  });
+  const dropsBefore = await drops();
+  // The same again at the rate the flood delivered: the maximum as this tunnel reports it.
   const atMax = Number.isFinite(udp.packetsPerSecond) && udp.packetsPerSecond > 0
     ? await iperf(t.v4, true, undefined, udp.packetsPerSecond * 1300 * 8)
     : undefined;
+  const dropsAfter = await drops();
   const offered = udp.packetsPerSecond * o.udpSeconds;
-  const dropPercent = (n: number) => atMax && offered > 0 ? 100 * n / offered : NaN;
-  const udpAtMaxTunDropPercent = dropPercent((await tunDrops()) - before.tun);
-  const udpAtMaxRcvbufPercent = dropPercent((await udpRcvbufErrors(lab, h.b)) - before.rcvbuf);
-  const udpAtMaxVpnRcvbufPercent = dropPercent((await vpnDrops()) - before.vpn);
+  const dropPercent = (k: keyof typeof dropsBefore) =>
+    atMax && offered > 0 ? 100 * (dropsAfter[k] - dropsBefore[k]) / offered : NaN;
   const rssPeak = t.pids.length > 0 ? Math.max(...t.pids.map((p) => rssBytes(p, "VmHWM"))) : NaN;
   // Queues left behind by the flood show up as delay: 20 pings right after it.
   const after = await lab.ping(h.a, t.v4, { count: 20, intervalS: 0.01, timeoutS: 3 });
@@ -664,9 +663,9 @@ async function measure(
     udpLossPercent: udp.lossPercent,
     udpAtMaxLossPercent: atMax?.lossPercent ?? NaN,
     udpAtMaxPps: atMax?.packetsPerSecond ?? NaN,
-    udpAtMaxTunDropPercent,
-    udpAtMaxRcvbufPercent,
-    udpAtMaxVpnRcvbufPercent,
+    udpAtMaxTunDropPercent: dropPercent("tun"),
+    udpAtMaxRcvbufPercent: dropPercent("rcvbuf"),
+    udpAtMaxVpnRcvbufPercent: dropPercent("vpn"),
     pingMedianMs: median(ping.rttsMs),
     pingP99Ms: quantile(ping.rttsMs, 0.99),
     pingLossPercent: ping.lossPercent,
