@@ -166,6 +166,26 @@ export function udpSocketBufferBytes(): number {
 }
 
 /**
+ * The iperf3 client's command line for `o`. UDP runs ask for `udpBufferBytes` socket buffers
+ * (`-w`, which iperf3 also sends to the server for its receiving socket); 0 leaves the default.
+ */
+export function iperfClientArgs(
+  o: Pick<IperfOptions, "address" | "port" | "seconds" | "udp" | "bitsPerSecond">,
+  udpBufferBytes: number,
+): string[] {
+  const args = ["iperf3", "-c", o.address, "-p", String(o.port ?? 5201), "-J"];
+  args.push("-t", String(o.seconds), "--connect-timeout", "5000");
+  if (o.udp) {
+    const rate = o.bitsPerSecond === undefined
+      ? "0"
+      : String(Math.max(1, Math.round(o.bitsPerSecond)));
+    args.push("-u", "-b", rate, "-l", "1300");
+    if (udpBufferBytes > 0) args.push("-w", String(udpBufferBytes));
+  }
+  return args;
+}
+
+/**
  * One iperf3 test: a one-off server (`-s -1`) in `serverNs`, the client in `clientNs`, both
  * bounded by `timeout` (iperf3 3.12 spins forever if the path vanishes mid-test).
  */
@@ -184,14 +204,7 @@ export async function runIperf(lab: Lab, o: IperfOptions): Promise<IperfResult> 
   ]);
   try {
     await server.waitForLine(/Server listening/, { timeoutMs: 10_000 });
-    const args = ["timeout", String(bound), "iperf3", "-c", o.address, "-p", port, "-J"];
-    args.push("-t", String(o.seconds), "--connect-timeout", "5000");
-    if (o.udp) {
-      const rate = o.bitsPerSecond === undefined
-        ? "0"
-        : String(Math.max(1, Math.round(o.bitsPerSecond)));
-      args.push("-u", "-b", rate, "-l", "1300");
-    }
+    const args = ["timeout", String(bound), ...iperfClientArgs(o, udpSocketBufferBytes())];
     o.onStart?.();
     const r = await lab.exec(o.clientNs, args, { timeoutMs: (bound + 5) * 1000 });
     o.onEnd?.();
