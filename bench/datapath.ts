@@ -83,6 +83,11 @@ export interface RunFigures {
   udpAtMaxRcvbufPercent: number;
   /** The part of `udpAtMaxRcvbufPercent` dropped at the receiving VPN's own sockets. */
   udpAtMaxVpnRcvbufPercent: number;
+  /**
+   * Dropped by the VPN itself, both ends, by its own count (meshub: the `drops` of
+   * `meshub status --json`, e.g. a full socket send buffer; NaN where the VPN has no such count).
+   */
+  udpAtMaxVpnOwnDropPercent: number;
   pingMedianMs: number;
   pingP99Ms: number;
   pingLossPercent: number;
@@ -146,6 +151,22 @@ interface Tunnel {
   pids: number[];
   /** The sending end's (a's) TUN interface, for its drop counter; none for raw. */
   ifName?: string;
+  /** Packets the VPN itself dropped so far, both ends, by its own count (meshub only). */
+  ownDrops?: () => Promise<number>;
+}
+
+/**
+ * The sum of the `drops` by reason in `meshub status --json` output (NaN when it is not that).
+ * The client's total counts each drop once; the members' `drops` are a breakdown of the same.
+ */
+export function sumStatusDrops(json: string): number {
+  try {
+    const drops = JSON.parse(json).drops as Record<string, unknown>;
+    if (typeof drops !== "object" || drops === null) return NaN;
+    return Object.values(drops).reduce<number>((s, n) => s + (typeof n === "number" ? n : 0), 0);
+  } catch {
+    return NaN;
+  }
 }
 
 /** The TX dropped counter of `ifName` in `ns` (a TUN drops what does not fit its queue). */
@@ -368,6 +389,17 @@ async function startMeshub(
     v6: "fd00:a1::2",
     pids: procs.map((p) => p.pid),
     ifName: "meshub0",
+    ownDrops: async () => {
+      let total = 0;
+      for (const e of ends) {
+        const sock = `${dir}/meshub-${e.name}.sock`;
+        const r = await lab.exec(e.ns, meshubCommand("status", "--json", "--socket", sock), {
+          timeoutMs: 30_000,
+        });
+        total += sumStatusDrops(r.stdout);
+      }
+      return total;
+    },
   };
 }
 
@@ -632,6 +664,7 @@ async function measure(
     tun: t.ifName ? await tunTxDropped(lab, h.a, t.ifName) : NaN,
     rcvbuf: await udpRcvbufErrors(lab, h.b),
     vpn: await socketDrops(lab, h.b, t.pids),
+    own: t.ownDrops ? await t.ownDrops() : NaN,
   });
   const dropsBefore = await drops();
   // The same again at the rate the flood delivered: the maximum as this tunnel reports it.
@@ -666,6 +699,7 @@ async function measure(
     udpAtMaxTunDropPercent: dropPercent("tun"),
     udpAtMaxRcvbufPercent: dropPercent("rcvbuf"),
     udpAtMaxVpnRcvbufPercent: dropPercent("vpn"),
+    udpAtMaxVpnOwnDropPercent: dropPercent("own"),
     pingMedianMs: median(ping.rttsMs),
     pingP99Ms: quantile(ping.rttsMs, 0.99),
     pingLossPercent: ping.lossPercent,
@@ -692,6 +726,7 @@ const FIGURES = [
   "udpAtMaxTunDropPercent",
   "udpAtMaxRcvbufPercent",
   "udpAtMaxVpnRcvbufPercent",
+  "udpAtMaxVpnOwnDropPercent",
   "pingMedianMs",
   "pingP99Ms",
   "pingLossPercent",

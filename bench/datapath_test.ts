@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseRcvbufErrors, parseSocketDrops } from "./datapath.ts";
+import { parseRcvbufErrors, parseSocketDrops, sumStatusDrops } from "./datapath.ts";
 
 const SNMP = `Ip: Forwarding DefaultTTL InReceives
 Ip: 1 64 1000
@@ -37,4 +37,16 @@ Deno.test("parseSocketDrops() adds the drops of the sockets the given processes 
   assert.equal(parseSocketDrops(SS, [4275, 4300]), 133);
   assert.equal(parseSocketDrops(SS, [1]), 0);
   assert.equal(parseSocketDrops("", [4275]), 0);
+});
+
+Deno.test("sumStatusDrops() adds the client's drops by reason; NaN for anything else", () => {
+  const status = {
+    version: 1,
+    members: [{ name: "b", drops: { unreachable: 7 } }],
+    drops: { "tun-no-route": 2, "udp-send-buffer-full": 40, unreachable: 7 },
+  };
+  assert.equal(sumStatusDrops(JSON.stringify(status)), 49);
+  assert.equal(sumStatusDrops(JSON.stringify({ ...status, drops: {} })), 0);
+  assert.ok(Number.isNaN(sumStatusDrops("meshub: no client is running")));
+  assert.ok(Number.isNaN(sumStatusDrops(JSON.stringify({ version: 1 }))));
 });

@@ -217,6 +217,7 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("  of it: sender TUN drops %", "udpAtMaxTunDropPercent");
   line("  of it: receiver socket drops %", "udpAtMaxRcvbufPercent");
   line("    at the VPN's own socket %", "udpAtMaxVpnRcvbufPercent");
+  line("  of it: dropped by the VPN (its count) %", "udpAtMaxVpnOwnDropPercent");
   line("ping median ms (fresh tunnel)", "pingMedianMs");
   line("ping p99 ms (fresh tunnel)", "pingP99Ms");
   line("ping median ms (idle after load)", "pingWarmMedianMs");
