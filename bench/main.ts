@@ -28,7 +28,7 @@ import {
 import { type FormationResult, runFormation } from "./formation.ts";
 import { type HubScaleResult, runHubScale } from "./hub_scale.ts";
 import { type ClientScaleResult, runClientScale } from "./client_scale.ts";
-import { fmt, hostRun, mib, ratio, renderTable } from "./lib.ts";
+import { fmt, hostRun, mib, ratio, renderTable, udpSocketBufferBytes } from "./lib.ts";
 
 /** Scenario names for `--only`. */
 export const SCENARIOS = ["datapath", "formation", "hub", "client"] as const;
@@ -342,6 +342,14 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   const started = performance.now();
   try {
     if (s.only.includes("datapath")) {
+      const udpBuffer = udpSocketBufferBytes();
+      if (udpBuffer < 4 * 1024 * 1024) {
+        say(
+          `note: iperf3's UDP sockets get ${udpBuffer || "the default"} bytes ` +
+            "(net.core.rmem_max/wmem_max), not 4 MiB: the receiving iperf3 may drop bursts itself; " +
+            "sysctl -w net.core.rmem_max=4194304 net.core.wmem_max=4194304 to avoid that",
+        );
+      }
       const dp: ScenarioResult[] = [];
       for (const scenario of ["veth", "nat"] as const) {
         await using lab = new Lab({ prefix: undefined });
