@@ -283,17 +283,33 @@ function isUnusable(address: string, family: 4 | 6): boolean {
   return a === "::1" || a === "::" || /^fe[89ab][0-9a-f]?:/.test(a);
 }
 
+/** What `Deno.networkInterfaces()` gives as `mac` for an interface without a link-layer address. */
+const NO_LINK_ADDRESS = "00:00:00:00:00:00";
+
 /**
  * The host's interface addresses that peers might reach, for hole-punching candidates: from
- * `Deno.networkInterfaces()` (needs `--allow-sys`), without loopback, link-local (fe80::/10,
- * 169.254/16), and interfaces named in `exclude` (such as our own TUN). Each address once.
+ * `Deno.networkInterfaces()` (needs `--allow-sys`; `interfaces` replaces it in tests), without
+ * loopback, link-local (fe80::/10, 169.254/16), interfaces named in `exclude` (such as our own
+ * TUN), and interfaces without a link-layer address. Each address once.
+ *
+ * Those last are layer-3 tunnels: other VPNs (WireGuard, Tailscale, Nebula, tinc, OpenVPN; `utun`
+ * on macOS), GRE/IPIP. A peer reaches an address there only through that tunnel, so an edge over
+ * it would run meshub inside another VPN: slower, and gone when that VPN goes. (It happened: with
+ * wireguard-go, Nebula and tinc up beside it, a loaded edge moved onto their addresses.) A PPP or
+ * raw-IP modem link has no link-layer address either; its address is public or carrier NAT, and
+ * the hub-observed endpoint covers it.
  */
-export function localAddresses(options: { exclude?: readonly string[] } = {}): LocalAddress[] {
+export function localAddresses(
+  options: {
+    exclude?: readonly string[];
+    interfaces?: readonly Pick<Deno.NetworkInterfaceInfo, "name" | "family" | "address" | "mac">[];
+  } = {},
+): LocalAddress[] {
   const exclude = new Set(options.exclude ?? []);
   const seen = new Set<string>();
   const out: LocalAddress[] = [];
-  for (const ni of Deno.networkInterfaces()) {
-    if (exclude.has(ni.name)) continue;
+  for (const ni of options.interfaces ?? Deno.networkInterfaces()) {
+    if (exclude.has(ni.name) || ni.mac === NO_LINK_ADDRESS) continue;
     const family = ni.family === "IPv6" ? 6 : 4;
     const address = ni.address.split("%")[0]!;
     if (isUnusable(address, family) || seen.has(address)) continue;

@@ -118,3 +118,26 @@ Deno.test("localAddresses() skips loopback, link-local and excluded interfaces",
   const names = [...new Set(all.map((n) => n.name))];
   assert.deepEqual(localAddresses({ exclude: names }), []);
 });
+
+Deno.test("localAddresses() skips tunnels (no link-layer address): another VPN's addresses", () => {
+  const ni = (name: string, address: string, mac: string) => ({
+    name,
+    address,
+    mac,
+    family: address.includes(":") ? "IPv6" as const : "IPv4" as const,
+  });
+  const interfaces = [
+    ni("lo", "127.0.0.1", "00:00:00:00:00:00"),
+    ni("eth0", "198.18.0.2", "52:54:00:12:34:56"),
+    ni("eth0", "fd00:1::2", "52:54:00:12:34:56"),
+    ni("wg0", "198.19.202.1", "00:00:00:00:00:00"),
+    ni("tailscale0", "fd00:7a11::1", "00:00:00:00:00:00"),
+    ni("meshub0", "fd00:a1::1", "00:00:00:00:00:00"),
+    ni("docker0", "198.19.99.1", "02:42:ac:11:00:01"),
+  ];
+  assert.deepEqual(localAddresses({ interfaces, exclude: ["meshub0"] }), [
+    { address: "198.18.0.2", family: 4 },
+    { address: "fd00:1::2", family: 6 },
+    { address: "198.19.99.1", family: 4 },
+  ]);
+});

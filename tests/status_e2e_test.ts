@@ -2,7 +2,8 @@
  * End-to-end diagnostics in the netns lab (the demo topology: a hub, c1 public, c2 and c3 behind
  * NATs): `meshub status` and `meshub ping` against running clients, `meshub hub --status`, a
  * stopped member turning stale and then unreachable, and the kernel's own `ping` getting an
- * ICMPv6 error at once for it.
+ * ICMPv6 error at once for it. c1 also has another VPN's tunnel interface (a TUN with an address):
+ * no member may be offered that address as a candidate.
  */
 import assert from "node:assert/strict";
 import { Lab, missingTools } from "./lab/netns.ts";
@@ -24,6 +25,9 @@ const isRoot = Deno.build.os === "linux" && Deno.uid() === 0;
 const missing = isRoot ? missingTools(["ip", "iptables", "ping"]) : [];
 
 // Short keepalives, so a stopped member turns stale after ~7 s and its edge is down after ~19 s.
+/** c1's address on another VPN's tunnel interface: never a candidate. */
+const OTHER_VPN_ADDRESS = "198.19.77.1";
+
 const TESTING = `
 [testing]
 keepalive_ms = 2000
@@ -43,6 +47,14 @@ Deno.test({
   try {
     const topo = await buildDemoTopology(lab);
     const sites = ["c1", "c2", "c3"].map((n) => topo.clients[n]!) as ClientSite[];
+    // Another VPN's interface on c1: a layer-3 tunnel, no link-layer address.
+    for (
+      const cmd of [
+        ["ip", "tuntap", "add", "dev", "othervpn0", "mode", "tun"],
+        ["ip", "addr", "add", OTHER_VPN_ADDRESS + "/24", "dev", "othervpn0"],
+        ["ip", "link", "set", "othervpn0", "up"],
+      ]
+    ) await lab.exec(sites[0]!.ns, cmd, { check: true });
     const hubSocket = `${dir}/hub.sock`;
     await startHub(lab, topo.hub.ns, {
       addresses: [topo.hub.address],
@@ -111,6 +123,10 @@ Deno.test({
           assert.ok(m.lastHandshakeAgoMs !== null && m.lastHandshakeAgoMs < 120_000);
           assert.ok(m.tx.packets > 0 && m.rx.packets > 0 && m.tx.bytes > 0 && m.rx.bytes > 0);
           assert.ok(m.candidates.some((c) => c.result === "in use"), JSON.stringify(m));
+          assert.ok(
+            !m.candidates.some((c) => c.endpoint.startsWith(OTHER_VPN_ADDRESS + ":")),
+            `another VPN's address offered as a candidate: ${JSON.stringify(m.candidates)}`,
+          );
         }
       }
       const table = await meshub(c1.site.ns, "status", c1.configPath);
