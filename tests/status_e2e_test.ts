@@ -24,10 +24,10 @@ import type { HubStatus } from "../hub/control.ts";
 const isRoot = Deno.build.os === "linux" && Deno.uid() === 0;
 const missing = isRoot ? missingTools(["ip", "iptables", "ping"]) : [];
 
-// Short keepalives, so a stopped member turns stale after ~7 s and its edge is down after ~19 s.
 /** c1's address on another VPN's tunnel interface: never a candidate. */
 const OTHER_VPN_ADDRESS = "198.19.77.1";
 
+// Short keepalives, so a stopped member turns stale after ~7 s and its edge is down after ~19 s.
 const TESTING = `
 [testing]
 keepalive_ms = 2000
