@@ -321,6 +321,7 @@ async function startMeshub(
 ): Promise<Tunnel> {
   const psk = newPsk();
   const port = 51830;
+  const controlSocket = (name: string) => `${dir}/meshub-${name}.sock`;
   const conf = (name: string, v6: string, v4: string, extra: string[]) =>
     [
       "[encryption]",
@@ -337,7 +338,7 @@ async function startMeshub(
       `ipv6 = "${v6}/64"`,
       `ipv4 = "${v4}/24"`,
       "[control]",
-      `socket = "${dir}/meshub-${name}.sock"`,
+      `socket = "${controlSocket(name)}"`,
       ...extra,
     ].join("\n") + "\n";
   const ends = [
@@ -392,10 +393,8 @@ async function startMeshub(
     ownDrops: async () => {
       let total = 0;
       for (const e of ends) {
-        const sock = `${dir}/meshub-${e.name}.sock`;
-        const r = await lab.exec(e.ns, meshubCommand("status", "--json", "--socket", sock), {
-          timeoutMs: 30_000,
-        });
+        const status = meshubCommand("status", "--json", "--socket", controlSocket(e.name));
+        const r = await lab.exec(e.ns, status, { timeoutMs: 30_000 });
         total += sumStatusDrops(r.stdout);
       }
       return total;
@@ -659,7 +658,7 @@ async function measure(
   const rss = t.pids.length > 0 ? t.pids.reduce((s, p) => s + rssBytes(p), 0) / t.pids.length : NaN;
   const tcp6 = t.v6 ? await iperf(t.v6, false) : undefined;
   const udp = await iperf(t.v4, true);
-  // Where the at-max run loses datagrams: the same three counters read before and after it.
+  // Where the at-max run loses datagrams: the same counters read before and after it.
   const drops = async () => ({
     tun: t.ifName ? await tunTxDropped(lab, h.a, t.ifName) : NaN,
     rcvbuf: await udpRcvbufErrors(lab, h.b),

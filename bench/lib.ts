@@ -151,7 +151,13 @@ export interface IperfOptions {
   onEnd?: () => void;
 }
 
-/** Socket buffer for iperf3's UDP runs: 4 MiB, or what the kernel allows (0: leave it). */
+/** The socket buffer iperf3's UDP runs ask for, where the kernel allows it. */
+export const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Socket buffer for iperf3's UDP runs: {@linkcode UDP_SOCKET_BUFFER_BYTES}, or what the kernel
+ * allows (0: leave it).
+ */
 export function udpSocketBufferBytes(): number {
   const read = (name: string) => {
     try {
@@ -162,7 +168,7 @@ export function udpSocketBufferBytes(): number {
   };
   // iperf3 fails when it gets less than it asked for, so never ask for more than the maximum.
   const max = Math.min(read("rmem_max"), read("wmem_max"));
-  return Number.isFinite(max) && max > 0 ? Math.min(4 * 1024 * 1024, max) : 0;
+  return Number.isFinite(max) && max > 0 ? Math.min(UDP_SOCKET_BUFFER_BYTES, max) : 0;
 }
 
 /**

@@ -28,7 +28,15 @@ import {
 import { type FormationResult, runFormation } from "./formation.ts";
 import { type HubScaleResult, runHubScale } from "./hub_scale.ts";
 import { type ClientScaleResult, runClientScale } from "./client_scale.ts";
-import { fmt, hostRun, mib, ratio, renderTable, udpSocketBufferBytes } from "./lib.ts";
+import {
+  fmt,
+  hostRun,
+  mib,
+  ratio,
+  renderTable,
+  UDP_SOCKET_BUFFER_BYTES,
+  udpSocketBufferBytes,
+} from "./lib.ts";
 
 /** Scenario names for `--only`. */
 export const SCENARIOS = ["datapath", "formation", "hub", "client"] as const;
@@ -343,7 +351,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   try {
     if (s.only.includes("datapath")) {
       const udpBuffer = udpSocketBufferBytes();
-      if (udpBuffer < 4 * 1024 * 1024) {
+      if (udpBuffer < UDP_SOCKET_BUFFER_BYTES) {
         say(
           `note: iperf3's UDP sockets get ${udpBuffer || "the default"} bytes ` +
             "(net.core.rmem_max/wmem_max), not 4 MiB: the receiving iperf3 may drop bursts itself; " +
