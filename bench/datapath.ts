@@ -51,6 +51,8 @@ export interface DatapathOptions {
   udpSeconds: number;
   /** Pings per run (0.01 s apart). */
   pings: number;
+  /** The TCP runs' congestion control (iperf3 `-C`, every tunnel alike); unset: the host's. */
+  tcpCongestionControl?: string;
   /** Tunnels to measure (raw is always included). */
   tunnels: readonly TunnelName[];
   /** Progress output. */
@@ -622,6 +624,7 @@ async function measure(
       seconds: udp ? o.udpSeconds : o.tcpSeconds,
       udp,
       ...(bitsPerSecond === undefined ? {} : { bitsPerSecond }),
+      ...(o.tcpCongestionControl ? { congestionControl: o.tcpCongestionControl } : {}),
       onStart: () => (before = cpuSecondsOf(t.pids)),
       onEnd: () => cpu && (cpu.s = cpuSecondsOf(t.pids) - before),
     });

@@ -145,6 +145,8 @@ export interface IperfOptions {
   bitsPerSecond?: number;
   /** Port (default 5201). */
   port?: number;
+  /** TCP runs: the sender's congestion control (iperf3 `-C`); unset: the host's default. */
+  congestionControl?: string;
   /** Called once the server listens, just before the client starts (CPU sampling). */
   onStart?: () => void;
   /** Called right after the client exits. */
@@ -176,7 +178,10 @@ export function udpSocketBufferBytes(): number {
  * (`-w`, which iperf3 also sends to the server for its receiving socket); 0 leaves the default.
  */
 export function iperfClientArgs(
-  o: Pick<IperfOptions, "address" | "port" | "seconds" | "udp" | "bitsPerSecond">,
+  o: Pick<
+    IperfOptions,
+    "address" | "port" | "seconds" | "udp" | "bitsPerSecond" | "congestionControl"
+  >,
   udpBufferBytes: number,
 ): string[] {
   const args = ["iperf3", "-c", o.address, "-p", String(o.port ?? 5201), "-J"];
@@ -187,6 +192,8 @@ export function iperfClientArgs(
       : String(Math.max(1, Math.round(o.bitsPerSecond)));
     args.push("-u", "-b", rate, "-l", "1300");
     if (udpBufferBytes > 0) args.push("-w", String(udpBufferBytes));
+  } else if (o.congestionControl) {
+    args.push("-C", o.congestionControl);
   }
   return args;
 }

@@ -23,3 +23,10 @@ Deno.test("iperfClientArgs() gives UDP runs the socket buffer, TCP runs their ow
     "5301",
   ]);
 });
+
+Deno.test("iperfClientArgs() sets the congestion control of TCP runs only", () => {
+  const base = { address: "198.19.200.2", seconds: 5, congestionControl: "cubic" };
+  assert.deepEqual(iperfClientArgs(base, 0).slice(-2), ["-C", "cubic"]);
+  assert.equal(iperfClientArgs({ ...base, udp: true }, 0).includes("-C"), false);
+  assert.equal(iperfClientArgs({ ...base, congestionControl: undefined }, 0).includes("-C"), false);
+});

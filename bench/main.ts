@@ -6,13 +6,17 @@
  * deno task bench [--quick] [--runs N] [--json FILE] [--only datapath,formation,hub,client]
  *                 [--n 10,30] [--hub-members 1000,5000,10000] [--client-peers 200]
  *                 [--tunnels raw,meshub,wireguard-go,nebula,tinc] [--profile DIR]
+ *                 [--tcp-cc cubic]
  * ```
  *
  * Scenarios: `datapath` (veth and NAT: iperf3 TCP/UDP, ping, CPU, RSS), `formation` (N clients,
  * half behind NATs, one hub), `hub` (one hub, simulated members), `client` (one client, simulated
  * static WireGuard peers). `--quick` is a smoke test of the harness (a few seconds per scenario).
  * `--profile DIR`: `perf record -g` of meshub client `a` (V8 `--perf-basic-prof`) during each veth
- * IPv4 TCP run, into DIR/perf-<run>.data (`perf report -i ...`).
+ * IPv4 TCP run, into DIR/perf-<run>.data (`perf report -i ...`). `--tcp-cc NAME`: every tunnel's
+ * TCP runs use that congestion control (iperf3 `-C`) instead of the host's default
+ * (`net.ipv4.tcp_congestion_control`, named in the output): a single flow's rate through a tunnel
+ * depends on it (BBR paces and caps what is in flight; CUBIC fills the tunnel's queues).
  *
  * @module
  */
@@ -67,6 +71,8 @@ export interface BenchSettings {
   clientPeers: number;
   profileDir?: string;
   tunnels: TunnelName[];
+  /** `--tcp-cc`: congestion control of the TCP runs; unset: the host's default. */
+  tcpCc?: string;
 }
 
 const say = (line: string) => console.error(`bench: ${line}`);
@@ -74,7 +80,8 @@ const say = (line: string) => console.error(`bench: ${line}`);
 function usage(): string {
   return "usage: deno task bench [--quick] [--runs N] [--json FILE] " +
     "[--only datapath,formation,hub,client] [--n 10,30] [--hub-members 1000,5000,10000] " +
-    "[--client-peers 200] [--tunnels raw,meshub,wireguard-go,nebula,tinc] [--profile DIR]";
+    "[--client-peers 200] [--tunnels raw,meshub,wireguard-go,nebula,tinc] [--profile DIR] " +
+    "[--tcp-cc cubic]";
 }
 
 function intList(s: string, what: string, min: number, max: number): number[] {
@@ -102,6 +109,7 @@ export function parseSettings(args: string[]): BenchSettings {
       "client-peers": { type: "string" },
       profile: { type: "string" },
       tunnels: { type: "string" },
+      "tcp-cc": { type: "string" },
     },
   });
   if (positionals.length > 0) throw new Error(`unexpected argument ${positionals[0]}; ${usage()}`);
@@ -115,6 +123,10 @@ export function parseSettings(args: string[]): BenchSettings {
     if (!(SCENARIOS as readonly string[]).includes(s)) {
       throw new Error(`--only: unknown scenario "${s}" (known: ${SCENARIOS.join(", ")})`);
     }
+  }
+  const tcpCc = a["tcp-cc"]?.trim();
+  if (tcpCc !== undefined && !/^[a-z][a-z0-9_]{0,15}$/.test(tcpCc)) {
+    throw new Error(`--tcp-cc: expected a congestion control name such as cubic, got "${tcpCc}"`);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const results = new URL("./results/", import.meta.url).pathname;
@@ -137,6 +149,7 @@ export function parseSettings(args: string[]): BenchSettings {
       }
       return t.trim() as TunnelName;
     }),
+    ...(tcpCc ? { tcpCc } : {}),
   };
 }
 
@@ -189,8 +202,27 @@ async function machineInfo(): Promise<Record<string, unknown>> {
     deno: Deno.version.deno,
     v8: Deno.version.v8,
     packages: versions,
+    tcpCongestionControl: await hostTcpCongestionControl(),
     loadavgAtStart: (await Deno.readTextFile("/proc/loadavg").catch(() => "")).trim(),
   };
+}
+
+/** The host's default TCP congestion control (what namespaces inherit), or "unknown". */
+async function hostTcpCongestionControl(): Promise<string> {
+  return (await Deno.readTextFile("/proc/sys/net/ipv4/tcp_congestion_control").catch(() => ""))
+    .trim() || "unknown";
+}
+
+/** Throws a one-line error when the kernel does not offer congestion control `name`. */
+async function checkTcpCc(name: string): Promise<void> {
+  const path = "/proc/sys/net/ipv4/tcp_available_congestion_control";
+  const available = (await Deno.readTextFile(path).catch(() => "")).trim().split(/\s+/);
+  if (!available.includes(name)) {
+    throw new Error(
+      `--tcp-cc: this kernel offers ${available.join(", ") || "none"}, not ${name} ` +
+        `(modprobe tcp_${name} may add it)`,
+    );
+  }
 }
 
 // --- tables --------------------------------------------------------------------------------------
@@ -338,8 +370,13 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     if (lacking.length > 0) say(`skipping ${t}: ${lacking.join(", ")} not installed`);
     return lacking.length === 0;
   });
+  if (s.tcpCc) await checkTcpCc(s.tcpCc);
   const machine = await machineInfo();
   say(`machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}`);
+  const tcpCcNote = s.tcpCc
+    ? `TCP runs: congestion control ${s.tcpCc} (--tcp-cc; host default ` +
+      `${machine.tcpCongestionControl})`
+    : `TCP runs: congestion control ${machine.tcpCongestionControl} (the host's default)`;
   const out: Record<string, unknown> = {
     startedAt: new Date().toISOString(),
     settings: s,
@@ -367,6 +404,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
           udpSeconds: s.quick ? 2 : 5,
           pings: s.quick ? 20 : 200,
           tunnels,
+          ...(s.tcpCc ? { tcpCongestionControl: s.tcpCc } : {}),
           say,
           ...(s.profileDir && scenario === "veth"
             ? { profileArgs: ["--v8-flags=--perf-basic-prof"], profileDir: s.profileDir }
@@ -377,6 +415,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
         else tables.push(datapathTable(r, s.runs));
       }
       out.datapath = dp;
+      tables.push(tcpCcNote);
     }
     if (s.only.includes("formation")) {
       const fr: FormationResult[] = [];
