@@ -20,7 +20,9 @@
  *     batch (reserveSend / commitSend: no buffer per packet), GSO-merged with the previous
  *     datagram when it goes to the same peer with the same size)
  *   ─► end of drain (batchDone): udp.flush() = one sendmmsg for the batch (EAGAIN drops and
- *     counts the rest); the TUN writer writes out what the mesh wrote meanwhile (ICMP errors)
+ *     counts the rest); the TUN writer writes out what the mesh wrote meanwhile (ICMP errors).
+ *     A long drain flushes on the way, every 64 messages or 128 KiB, so the receiver gets to
+ *     work while this end still encrypts (the two ends are a pipeline over the cores).
  *
  * Outside → inside (readUdp):
  *   poll(udp) ─► recvmmsg (64 a call, GRO buffers split) until the queue is empty or 1024
