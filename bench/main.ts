@@ -125,7 +125,7 @@ export function parseSettings(args: string[]): BenchSettings {
     }
   }
   const tcpCc = a["tcp-cc"]?.trim();
-  if (tcpCc !== undefined && !/^[a-z][a-z0-9_]{0,15}$/.test(tcpCc)) {
+  if (tcpCc !== undefined && !/^[a-z][a-z0-9_]{0,14}$/.test(tcpCc)) {
     throw new Error(`--tcp-cc: expected a congestion control name such as cubic, got "${tcpCc}"`);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
