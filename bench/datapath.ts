@@ -624,7 +624,7 @@ async function measure(
       seconds: udp ? o.udpSeconds : o.tcpSeconds,
       udp,
       ...(bitsPerSecond === undefined ? {} : { bitsPerSecond }),
-      ...(o.tcpCongestionControl ? { congestionControl: o.tcpCongestionControl } : {}),
+      congestionControl: o.tcpCongestionControl,
       onStart: () => (before = cpuSecondsOf(t.pids)),
       onEnd: () => cpu && (cpu.s = cpuSecondsOf(t.pids) - before),
     });

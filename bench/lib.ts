@@ -153,6 +153,18 @@ export interface IperfOptions {
   onEnd?: () => void;
 }
 
+/**
+ * The value of sysctl `key` (e.g. `net.core.rmem_max`), trimmed; "" where it cannot be read
+ * (Deno reads /proc/sys only with `--allow-all`, which `deno task bench` has).
+ */
+export function readSysctl(key: string): string {
+  try {
+    return Deno.readTextFileSync(`/proc/sys/${key.replaceAll(".", "/")}`).trim();
+  } catch {
+    return "";
+  }
+}
+
 /** The socket buffer iperf3's UDP runs ask for, where the kernel allows it. */
 export const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
@@ -161,13 +173,7 @@ export const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
  * allows (0: leave it).
  */
 export function udpSocketBufferBytes(): number {
-  const read = (name: string) => {
-    try {
-      return Number(Deno.readTextFileSync(`/proc/sys/net/core/${name}`).trim());
-    } catch {
-      return 0;
-    }
-  };
+  const read = (name: string) => Number(readSysctl(`net.core.${name}`));
   // iperf3 fails when it gets less than it asked for, so never ask for more than the maximum.
   const max = Math.min(read("rmem_max"), read("wmem_max"));
   return Number.isFinite(max) && max > 0 ? Math.min(UDP_SOCKET_BUFFER_BYTES, max) : 0;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { iperfClientArgs } from "./lib.ts";
+import { iperfClientArgs, readSysctl } from "./lib.ts";
 
 Deno.test("iperfClientArgs() gives UDP runs the socket buffer, TCP runs their own windows", () => {
   const base = { address: "198.19.200.2", seconds: 5 };
@@ -29,4 +29,14 @@ Deno.test("iperfClientArgs() sets the congestion control of TCP runs only", () =
   assert.deepEqual(iperfClientArgs(base, 0).slice(-2), ["-C", "cubic"]);
   assert.equal(iperfClientArgs({ ...base, udp: true }, 0).includes("-C"), false);
   assert.equal(iperfClientArgs({ ...base, congestionControl: undefined }, 0).includes("-C"), false);
+});
+
+Deno.test({
+  name: "readSysctl() reads /proc/sys by dotted key; empty where it cannot, never throws",
+  ignore: Deno.build.os !== "linux",
+  fn() {
+    // Deno lets only --allow-all read /proc/sys (the bench has it; `deno task test` does not).
+    assert.ok(["Linux", ""].includes(readSysctl("kernel.ostype")));
+    assert.equal(readSysctl("net.no_such_key"), "");
+  },
 });

@@ -37,6 +37,7 @@ import {
   hostRun,
   mib,
   ratio,
+  readSysctl,
   renderTable,
   UDP_SOCKET_BUFFER_BYTES,
   udpSocketBufferBytes,
@@ -149,7 +150,7 @@ export function parseSettings(args: string[]): BenchSettings {
       }
       return t.trim() as TunnelName;
     }),
-    ...(tcpCc ? { tcpCc } : {}),
+    tcpCc,
   };
 }
 
@@ -202,21 +203,19 @@ async function machineInfo(): Promise<Record<string, unknown>> {
     deno: Deno.version.deno,
     v8: Deno.version.v8,
     packages: versions,
-    tcpCongestionControl: await hostTcpCongestionControl(),
+    tcpCongestionControl: hostTcpCongestionControl(),
     loadavgAtStart: (await Deno.readTextFile("/proc/loadavg").catch(() => "")).trim(),
   };
 }
 
 /** The host's default TCP congestion control (what namespaces inherit), or "unknown". */
-async function hostTcpCongestionControl(): Promise<string> {
-  return (await Deno.readTextFile("/proc/sys/net/ipv4/tcp_congestion_control").catch(() => ""))
-    .trim() || "unknown";
+function hostTcpCongestionControl(): string {
+  return readSysctl("net.ipv4.tcp_congestion_control") || "unknown";
 }
 
 /** Throws a one-line error when the kernel does not offer congestion control `name`. */
-async function checkTcpCc(name: string): Promise<void> {
-  const path = "/proc/sys/net/ipv4/tcp_available_congestion_control";
-  const available = (await Deno.readTextFile(path).catch(() => "")).trim().split(/\s+/);
+function checkTcpCc(name: string): void {
+  const available = readSysctl("net.ipv4.tcp_available_congestion_control").split(/\s+/);
   if (!available.includes(name)) {
     throw new Error(
       `--tcp-cc: this kernel offers ${available.join(", ") || "none"}, not ${name} ` +
@@ -370,7 +369,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     if (lacking.length > 0) say(`skipping ${t}: ${lacking.join(", ")} not installed`);
     return lacking.length === 0;
   });
-  if (s.tcpCc) await checkTcpCc(s.tcpCc);
+  if (s.tcpCc) checkTcpCc(s.tcpCc);
   const machine = await machineInfo();
   say(`machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}`);
   const tcpCcNote = s.tcpCc
@@ -404,7 +403,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
           udpSeconds: s.quick ? 2 : 5,
           pings: s.quick ? 20 : 200,
           tunnels,
-          ...(s.tcpCc ? { tcpCongestionControl: s.tcpCc } : {}),
+          tcpCongestionControl: s.tcpCc,
           say,
           ...(s.profileDir && scenario === "veth"
             ? { profileArgs: ["--v8-flags=--perf-basic-prof"], profileDir: s.profileDir }
