@@ -36,22 +36,22 @@ function prefixContains(prefix: Prefix, bytes: Uint8Array, offset: number): bool
   return (a[full]! & mask) === (bytes[offset + full]! & mask);
 }
 
-/** FNV-1a over 16 address bytes: a cheap Map key for exact IPv6 host routes. */
-function hash16(bytes: Uint8Array, offset: number): number {
+/**
+ * FNV-1a over the `len` address bytes at `offset`: the Map key of exact host routes. Cut to 30
+ * bits so that it is always a small integer in V8 (a Smi): a key of 2^30 or more would be a
+ * heap number, one allocation per packet. Exported for tests.
+ */
+export function hostKey(bytes: Uint8Array, offset: number, len: number): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < 16; i++) h = Math.imul(h ^ bytes[offset + i]!, 0x01000193);
-  return h >>> 0;
-}
-
-function read32(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) |
-    bytes[offset + 3]!) >>> 0;
+  for (let i = 0; i < len; i++) h = Math.imul(h ^ bytes[offset + i]!, 0x01000193);
+  return h & 0x3fffffff;
 }
 
 /** Maps VPN address prefixes to values (peers). Host routes are O(1); other prefixes scanned. */
 export class RouteTable<T> {
+  /** Exact host routes (/128, /32) by {@linkcode hostKey}; entries whose keys collide share a list. */
   #hosts6 = new Map<number, Entry<T>[]>();
-  #hosts4 = new Map<number, Entry<T>>();
+  #hosts4 = new Map<number, Entry<T>[]>();
   #prefixes6: Entry<T>[] = [];
   #prefixes4: Entry<T>[] = [];
 
@@ -59,18 +59,16 @@ export class RouteTable<T> {
   add(prefix: Prefix, value: T): void {
     this.remove(prefix);
     const entry = { prefix, value };
-    if (prefix.address.length === 16) {
-      if (prefix.prefixLength === 128) {
-        const key = hash16(prefix.address, 0);
-        const list = this.#hosts6.get(key);
-        if (list) list.push(entry);
-        else this.#hosts6.set(key, [entry]);
-      } else {
-        this.#prefixes6.push(entry);
-        this.#prefixes6.sort((x, y) => y.prefix.prefixLength - x.prefix.prefixLength);
-      }
-    } else if (prefix.prefixLength === 32) {
-      this.#hosts4.set(read32(prefix.address, 0), entry);
+    const len = prefix.address.length;
+    if (prefix.prefixLength === len * 8) {
+      const hosts = len === 16 ? this.#hosts6 : this.#hosts4;
+      const key = hostKey(prefix.address, 0, len);
+      const list = hosts.get(key);
+      if (list) list.push(entry);
+      else hosts.set(key, [entry]);
+    } else if (len === 16) {
+      this.#prefixes6.push(entry);
+      this.#prefixes6.sort((x, y) => y.prefix.prefixLength - x.prefix.prefixLength);
     } else {
       this.#prefixes4.push(entry);
       this.#prefixes4.sort((x, y) => y.prefix.prefixLength - x.prefix.prefixLength);
@@ -83,26 +81,26 @@ export class RouteTable<T> {
       e.prefix.prefixLength === prefix.prefixLength &&
       e.prefix.address.length === prefix.address.length &&
       prefixContains(e.prefix, prefix.address, 0);
-    if (prefix.address.length === 16) {
-      if (prefix.prefixLength === 128) {
-        const key = hash16(prefix.address, 0);
-        const list = this.#hosts6.get(key)?.filter((e) => !same(e));
-        if (list && list.length > 0) this.#hosts6.set(key, list);
-        else this.#hosts6.delete(key);
-      } else this.#prefixes6 = this.#prefixes6.filter((e) => !same(e));
-    } else if (prefix.prefixLength === 32) {
-      this.#hosts4.delete(read32(prefix.address, 0));
-    } else this.#prefixes4 = this.#prefixes4.filter((e) => !same(e));
+    const len = prefix.address.length;
+    if (prefix.prefixLength === len * 8) {
+      const hosts = len === 16 ? this.#hosts6 : this.#hosts4;
+      const key = hostKey(prefix.address, 0, len);
+      const list = hosts.get(key)?.filter((e) => !same(e));
+      if (list && list.length > 0) hosts.set(key, list);
+      else hosts.delete(key);
+    } else if (len === 16) this.#prefixes6 = this.#prefixes6.filter((e) => !same(e));
+    else this.#prefixes4 = this.#prefixes4.filter((e) => !same(e));
   }
 
   /** Removes every route to `value`. */
   removeValue(value: T): void {
-    for (const [key, list] of this.#hosts6) {
-      const kept = list.filter((e) => e.value !== value);
-      if (kept.length > 0) this.#hosts6.set(key, kept);
-      else this.#hosts6.delete(key);
+    for (const hosts of [this.#hosts6, this.#hosts4]) {
+      for (const [key, list] of hosts) {
+        const kept = list.filter((e) => e.value !== value);
+        if (kept.length > 0) hosts.set(key, kept);
+        else hosts.delete(key);
+      }
     }
-    for (const [key, e] of this.#hosts4) if (e.value === value) this.#hosts4.delete(key);
     this.#prefixes6 = this.#prefixes6.filter((e) => e.value !== value);
     this.#prefixes4 = this.#prefixes4.filter((e) => e.value !== value);
   }
@@ -136,7 +134,7 @@ export class RouteTable<T> {
   }
 
   #lookup6(packet: Uint8Array, offset: number): T | undefined {
-    const list = this.#hosts6.get(hash16(packet, offset));
+    const list = this.#hosts6.get(hostKey(packet, offset, 16));
     if (list) {
       for (const e of list) if (prefixContains(e.prefix, packet, offset)) return e.value;
     }
@@ -145,8 +143,10 @@ export class RouteTable<T> {
   }
 
   #lookup4(packet: Uint8Array, offset: number): T | undefined {
-    const host = this.#hosts4.get(read32(packet, offset));
-    if (host) return host.value;
+    const list = this.#hosts4.get(hostKey(packet, offset, 4));
+    if (list) {
+      for (const e of list) if (prefixContains(e.prefix, packet, offset)) return e.value;
+    }
     for (const e of this.#prefixes4) if (prefixContains(e.prefix, packet, offset)) return e.value;
     return undefined;
   }

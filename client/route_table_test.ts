@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { RouteTable } from "./route_table.ts";
+import { hostKey, RouteTable } from "./route_table.ts";
 
 function v6(last: number, src = 0): Uint8Array {
   const p = new Uint8Array(60);
@@ -40,4 +40,43 @@ Deno.test("RouteTable handles IPv4 and ignores garbage", () => {
   assert.equal(t.lookupDestination(new Uint8Array([0x60, 1, 2])), undefined);
   assert.equal(t.lookupDestination(new Uint8Array([0x00])), undefined);
   assert.equal(t.lookupSource(new Uint8Array(0)), undefined);
+});
+
+Deno.test("RouteTable keeps host routes apart whose keys collide", () => {
+  // fd00::c815:7c71 and fd00::2262:e5bb share a 30-bit key (found by search).
+  const addr = (b: number[]) => {
+    const a = new Uint8Array(16);
+    a[0] = 0xfd;
+    a.set(b, 12);
+    return a;
+  };
+  const x = addr([0xc8, 0x15, 0x7c, 0x71]);
+  const y = addr([0x22, 0x62, 0xe5, 0xbb]);
+  assert.equal(hostKey(x, 0, 16), hostKey(y, 0, 16));
+  const packetTo = (a: Uint8Array) => {
+    const p = new Uint8Array(40);
+    p[0] = 0x60;
+    p.set(a, 24);
+    return p;
+  };
+  const t = new RouteTable<string>();
+  t.add({ address: x, prefixLength: 128 }, "x");
+  t.add({ address: y, prefixLength: 128 }, "y");
+  assert.equal(t.lookupDestination(packetTo(x)), "x");
+  assert.equal(t.lookupDestination(packetTo(y)), "y");
+  t.remove({ address: x, prefixLength: 128 });
+  assert.equal(t.lookupDestination(packetTo(x)), undefined);
+  assert.equal(t.lookupDestination(packetTo(y)), "y");
+  t.add({ address: y, prefixLength: 128 }, "y2");
+  assert.equal(t.lookupDestination(packetTo(y)), "y2", "a later route for the same prefix wins");
+  t.removeValue("y2");
+  assert.equal(t.lookupDestination(packetTo(y)), undefined);
+});
+
+Deno.test("RouteTable host keys are small integers (no heap number per lookup)", () => {
+  for (let i = 0; i < 1 << 17; i += 97) {
+    const a = new Uint8Array([198, 18 + (i >> 16), (i >> 8) & 0xff, i & 0xff]);
+    const key = hostKey(a, 0, 4);
+    assert.ok(Number.isInteger(key) && key >= 0 && key < 2 ** 30, `key ${key}`);
+  }
 });
