@@ -49,7 +49,7 @@ for (let i = 0; i < args.count; i++) {
   sims.push({ device, peer, sock, endpoint: null });
 }
 
-function send(s: Sim, packets: Uint8Array[], to: Deno.NetAddr | null): void {
+function send(s: Sim, packets: readonly Uint8Array[], to: Deno.NetAddr | null): void {
   if (to === null || stopped) return;
   for (const p of packets) {
     stats.sent++;

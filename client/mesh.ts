@@ -837,12 +837,12 @@ export class Mesh {
         if (member.lastInitSentMs > 0) member.rttMs = now - member.lastInitSentMs;
         handshakeLog.debug("handshake with {name} done", { name: member.name });
         this.#authenticated(member, from, now, true);
-        for (const p of result.packets) this.#o.send(p, from);
+        this.#sendEach(result.packets, from);
         return;
       }
       case "keepalive": {
         this.#authenticated(result.peer.context as Member, from, now, true);
-        for (const p of result.outgoing) this.#o.send(p, from);
+        this.#sendEach(result.outgoing, from);
         return;
       }
       case "data": {
@@ -850,7 +850,7 @@ export class Mesh {
         if (result.packet[0] === PEERS_TYPE || result.packet[0] === INTRO_TYPE) {
           this.#authenticated(member, from, now, true);
           this.#handleSignal(member, result.packet, now);
-          for (const p of result.outgoing) this.#o.send(p, from);
+          this.#sendEach(result.outgoing, from);
           return;
         }
         if (this.#routes.lookupSource(result.packet) !== member) {
@@ -866,20 +866,25 @@ export class Mesh {
         this.#authenticated(member, from, now, true, pathProbe === null);
         if (pathProbe !== null) {
           this.#pathProbe(member, pathProbe, result.packet, from, now);
-          for (const p of result.outgoing) this.#o.send(p, from);
+          this.#sendEach(result.outgoing, from);
           return;
         }
         // Answers to our own probes (`meshub ping`) end here; the rest goes to the TUN.
         if (this.#probes.size > 0 && result.packet[40] === 129 && this.#probeReply(result.packet)) {
-          for (const p of result.outgoing) this.#o.send(p, from);
+          this.#sendEach(result.outgoing, from);
           return;
         }
         this.#o.writeTun(result.packet);
         // Packets queued while we were the responder wait for the first transport packet.
-        for (const p of result.outgoing) this.#o.send(p, from);
+        this.#sendEach(result.outgoing, from);
         return;
       }
     }
+  }
+
+  /** Sends each datagram to `to`; an index loop, as `for...of` costs an iterator per packet. */
+  #sendEach(datagrams: readonly Uint8Array[], to: UdpEndpoint): void {
+    for (let i = 0; i < datagrams.length; i++) this.#o.send(datagrams[i]!, to);
   }
 
   /**
@@ -906,7 +911,10 @@ export class Mesh {
       candidate.received++;
       candidate.lastHeardMs = now;
     }
-    if (member.movedTargets.some((t) => endpointKey(t) === key)) member.movedTargets = [];
+    // Guarded: a closure per packet would be an allocation per packet.
+    if (member.movedTargets.length > 0 && member.movedTargets.some((t) => endpointKey(t) === key)) {
+      member.movedTargets = [];
+    }
     if (member.endpointKey !== key) {
       member.paths.heard(key, now);
       if (

@@ -184,14 +184,15 @@ export function encodePeers(entries: readonly PeerEntry[]): Uint8Array[] {
 
 /**
  * Length of the PEERS message at the start of `plain` (a decrypted transport payload, possibly
- * padded), or -1 when it is not one. The WireGuard layer uses it to strip the padding.
+ * padded), or -1 when it is not one. The WireGuard layer uses it to strip the padding. `end`:
+ * where the bytes end in `plain` (a reused buffer may be longer); default `plain.length`.
  */
-export function edgeMessageLength(plain: Uint8Array): number {
+export function edgeMessageLength(plain: Uint8Array, end: number = plain.length): number {
   const type = plain[0];
   if (type !== PEERS_TYPE && type !== INTRO_TYPE) return -1;
-  if (!validHeader(plain, type) || plain.length < PEERS_HEADER_LEN) return -1;
+  if (end < PEERS_HEADER_LEN || !validHeader(plain, type)) return -1;
   const len = PEERS_HEADER_LEN + u16(plain, HEADER_LEN);
-  return len > plain.length || len > PEERS_MAX_LEN ? -1 : len;
+  return len > end || len > PEERS_MAX_LEN ? -1 : len;
 }
 
 /** Encodes an INTRO for `nodeIds` (1..{@linkcode PEERS_MAX_ENTRIES} ids of 16 bytes). */

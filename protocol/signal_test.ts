@@ -75,6 +75,11 @@ Deno.test("edgeMessageLength() strips WireGuard padding and never accepts an IP 
   const ip6 = new Uint8Array(40);
   ip6[0] = 0x60;
   assert.equal(edgeMessageLength(ip6), -1);
+  // `end` bounds both inside a longer, reused buffer.
+  assert.equal(edgeMessageLength(padded, msg!.length), msg!.length);
+  assert.equal(edgeMessageLength(padded, msg!.length - 1), -1);
+  assert.equal(ipPacketLength(ip6, 40), 40);
+  assert.equal(ipPacketLength(ip6, 39), -1);
 });
 
 Deno.test("decodePeers() rejects truncations, trailing bytes and bad counts without throwing", () => {

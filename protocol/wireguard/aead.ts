@@ -21,8 +21,9 @@ export interface AeadKey {
    */
   seal(nonce: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;
   /**
-   * Authenticates and decrypts `sealed` (ciphertext then tag) into `out` (exactly
-   * `sealed.length - 16` bytes). Returns false, with `out` unspecified, when the tag is wrong.
+   * Authenticates and decrypts `sealed` (ciphertext then tag) into the first
+   * `sealed.length - 16` bytes of `out` (which may be longer). Returns false, with `out`
+   * unspecified, when the tag is wrong.
    */
   open(nonce: Uint8Array, sealed: Uint8Array, out: Uint8Array): boolean;
   /** Releases native resources; the key is unusable afterwards. */

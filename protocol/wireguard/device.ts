@@ -53,12 +53,13 @@ export type WgReceiveResult =
   | { kind: "established"; peer: WgPeer; packets: Uint8Array[] }
   /**
    * A decrypted inner IP packet (padding stripped), a view of a buffer that the session reuses:
-   * valid until the next receive() (write it to the TUN, or copy it). `outgoing` holds datagrams to send to the
+   * valid until the next receive() (write it to the TUN, or copy it). This result object, like a
+   * "keepalive" one, is itself reused by the next receive(). `outgoing` holds datagrams to send to the
    * peer now: packets queued while the session waited for confirmation (usually empty).
    */
-  | { kind: "data"; peer: WgPeer; packet: Uint8Array; outgoing: Uint8Array[] }
+  | { kind: "data"; peer: WgPeer; packet: Uint8Array; outgoing: readonly Uint8Array[] }
   /** An authenticated empty transport message; `outgoing` as for "data". */
-  | { kind: "keepalive"; peer: WgPeer; outgoing: Uint8Array[] }
+  | { kind: "keepalive"; peer: WgPeer; outgoing: readonly Uint8Array[] }
   /** Consumed with nothing to do (a cookie reply was stored). */
   | { kind: "none" };
 
@@ -107,6 +108,9 @@ export class WgDevice {
   #loadWindowStartMs = Number.NEGATIVE_INFINITY;
   #loadWindowCount = 0;
   #underLoadUntilMs = Number.NEGATIVE_INFINITY;
+  /** The result objects of transport messages, reused by every receive(): no object per packet. */
+  #dataResult: Extract<WgReceiveResult, { kind: "data" }> | null = null;
+  #keepaliveResult: Extract<WgReceiveResult, { kind: "keepalive" }> | null = null;
 
   /** Creates a device with static key `opts.privateKey`. */
   constructor(opts: WgDeviceOptions) {
@@ -137,8 +141,9 @@ export class WgDevice {
       wallClockMs: () => wall(),
       allocateIndex(peer: WgPeer): number {
         for (let i = 0; i < 1000; i++) {
-          const b = rb(4);
-          const idx = readU32(b, 0);
+          // Below 2^30, so an index is always a small integer (Smi) in V8: looking up the
+          // receiver of a transport message then allocates nothing.
+          const idx = readU32(rb(4), 0) & 0x3fffffff;
           if (!index.has(idx)) {
             index.set(idx, { peer, session: null });
             return idx;
@@ -208,9 +213,25 @@ export class WgDevice {
       const r = e.peer.handleTransport(e.session, datagram, nowMs);
       if (r.kind === "drop") return this.#drop(r.reason);
       if (r.kind === "data") {
-        return { kind: "data", peer: e.peer, packet: r.packet, outgoing: r.outgoing };
+        const data = this.#dataResult ??= {
+          kind: "data",
+          peer: e.peer,
+          packet: r.packet,
+          outgoing: r.outgoing,
+        };
+        data.peer = e.peer;
+        data.packet = r.packet;
+        data.outgoing = r.outgoing;
+        return data;
       }
-      return { kind: "keepalive", peer: e.peer, outgoing: r.outgoing };
+      const keepalive = this.#keepaliveResult ??= {
+        kind: "keepalive",
+        peer: e.peer,
+        outgoing: r.outgoing,
+      };
+      keepalive.peer = e.peer;
+      keepalive.outgoing = r.outgoing;
+      return keepalive;
     }
 
     const decoded = decodeMessage(datagram);

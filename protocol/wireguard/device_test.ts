@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { WgDevice, type WgReceiveResult } from "./device.ts";
 import { WG_DROP_REASONS } from "./peer.ts";
 import { publicKeyOf } from "./noise.ts";
@@ -386,4 +387,19 @@ Deno.test("pinned known-answer handshake (fixed keys, ephemerals, timestamp)", (
   assertEquals(hex(init), PINNED_INITIATION);
   assertEquals(hex(reply.packet), PINNED_RESPONSE);
   expectKind(p.a.receive(reply.packet, SRC_B, 1), "established");
+});
+
+Deno.test("transport results are reused objects, and local indices are small integers", () => {
+  const p = pair();
+  const init = p.ab.createInitiation(10);
+  assert(p.ab.pendingInitiationIndex! < 2 ** 30, "an index below 2^30 is a Smi: no allocation");
+  const reply = expectKind(p.b.receive(init, SRC_A, 11), "reply");
+  const est = expectKind(p.a.receive(reply.packet, SRC_B, 12), "established");
+  expectKind(p.b.receive(est.packets[0]!, SRC_A, 13), "keepalive");
+  const first = expectKind(p.b.receive(p.ab.encrypt(ip6(1, 1), 14)!, SRC_A, 15), "data");
+  assertEquals(first.packet, ip6(1, 1));
+  assertEquals(first.outgoing.length, 0);
+  const second = expectKind(p.b.receive(p.ab.encrypt(ip6(2, 2), 16)!, SRC_A, 17), "data");
+  assert(second === first, "one result object per device, valid until the next receive()");
+  assertEquals(second.packet, ip6(2, 2));
 });

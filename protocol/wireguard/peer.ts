@@ -111,8 +111,11 @@ export interface PeerHost {
 /** Result of a transport message handled by a peer. @internal */
 export type PeerTransportResult =
   | { kind: "drop"; reason: WgDropReason }
-  | { kind: "data"; packet: Uint8Array; outgoing: Uint8Array[] }
-  | { kind: "keepalive"; outgoing: Uint8Array[] };
+  | { kind: "data"; packet: Uint8Array; outgoing: readonly Uint8Array[] }
+  | { kind: "keepalive"; outgoing: readonly Uint8Array[] };
+
+/** The `outgoing` of nearly every transport result: shared, so no array per packet. */
+export const NO_DATAGRAMS: readonly Uint8Array[] = Object.freeze([]);
 
 /** One remote peer of a {@linkcode WgDevice}. Create with `WgDevice.addPeer()`. */
 export class WgPeer {
@@ -142,6 +145,16 @@ export class WgPeer {
   readonly #psk: Uint8Array;
   readonly #staticStatic: Uint8Array;
   readonly #cookies: CookieGenerator;
+  /** Reused by every "data" / "keepalive" result of {@linkcode WgPeer.handleTransport}. */
+  readonly #dataResult: { kind: "data"; packet: Uint8Array; outgoing: readonly Uint8Array[] } = {
+    kind: "data",
+    packet: EMPTY,
+    outgoing: NO_DATAGRAMS,
+  };
+  readonly #keepaliveResult: { kind: "keepalive"; outgoing: readonly Uint8Array[] } = {
+    kind: "keepalive",
+    outgoing: NO_DATAGRAMS,
+  };
 
   #current: Session | null = null;
   #previous: Session | null = null;
@@ -409,7 +422,11 @@ export class WgPeer {
     return { packets };
   }
 
-  /** @internal Handles a transport datagram whose receiver index maps to `session`. */
+  /**
+   * @internal Handles a transport datagram whose receiver index maps to `session`. A "data" or
+   * "keepalive" result is an object of this peer's that the next call reuses: the hot path
+   * allocates nothing per packet.
+   */
   handleTransport(session: Session, datagram: Uint8Array, nowMs: number): PeerTransportResult {
     const t = this.#host.timers;
     if (
@@ -418,8 +435,8 @@ export class WgPeer {
     ) {
       return { kind: "drop", reason: "expired_session" };
     }
-    const plain = session.open(datagram);
-    if (plain === null) return { kind: "drop", reason: "decrypt_failed" };
+    const plainLen = session.openInto(datagram);
+    if (plainLen < 0) return { kind: "drop", reason: "decrypt_failed" };
     const lo = datagram[8]! | datagram[9]! << 8 | datagram[10]! << 16 | datagram[11]! << 24;
     const hi = (datagram[12]! | datagram[13]! << 8 | datagram[14]! << 16 | datagram[15]! << 24) >>>
       0;
@@ -428,7 +445,7 @@ export class WgPeer {
       return { kind: "drop", reason: "replay" };
     }
 
-    let outgoing: Uint8Array[] = [];
+    let outgoing = NO_DATAGRAMS;
     if (session === this.#next) {
       // First message on the responder's session confirms it.
       this.#release(this.#previous);
@@ -450,7 +467,10 @@ export class WgPeer {
       this.#wantHandshake = true;
     }
 
-    if (plain.length === 0) return { kind: "keepalive", outgoing };
+    if (plainLen === 0) {
+      this.#keepaliveResult.outgoing = outgoing;
+      return this.#keepaliveResult;
+    }
 
     // Data received: answer with a keepalive if we stay silent for KEEPALIVE_TIMEOUT.
     if (this.#sendKeepaliveAtMs === NEVER) {
@@ -460,10 +480,14 @@ export class WgPeer {
     }
     // meshub's member-to-member signalling (protocol/signal.ts) cannot start like an IP packet;
     // the mesh takes it off before the inner-source check and never lets it reach a TUN.
-    let len = ipPacketLength(plain);
-    if (len < 0) len = edgeMessageLength(plain);
+    const plain = session.plaintext;
+    let len = ipPacketLength(plain, plainLen);
+    if (len < 0) len = edgeMessageLength(plain, plainLen);
     if (len < 0) return { kind: "drop", reason: "invalid_inner_packet" };
-    return { kind: "data", packet: plain.subarray(0, len), outgoing };
+    const result = this.#dataResult;
+    result.packet = plain.subarray(0, len);
+    result.outgoing = outgoing;
+    return result;
   }
 
   /** @internal Forgets everything; the device has dropped the peer. */
@@ -615,20 +639,21 @@ function readU16(b: Uint8Array): number {
 /**
  * Length of the IP packet at the start of `p` per its header (IPv4 total length, IPv6 40 +
  * payload length), or -1 if `p` is not a complete IPv4/IPv6 packet. Strips WireGuard's padding.
+ * `end`: where the bytes end in `p` (a reused buffer may be longer); default `p.length`.
  */
-export function ipPacketLength(p: Uint8Array): number {
-  if (p.length < 1) return -1;
+export function ipPacketLength(p: Uint8Array, end: number = p.length): number {
+  if (end < 1) return -1;
   const version = p[0]! >> 4;
   let len: number;
   if (version === 4) {
-    if (p.length < 20) return -1;
+    if (end < 20) return -1;
     len = p[2]! << 8 | p[3]!;
     if (len < 20) return -1;
   } else if (version === 6) {
-    if (p.length < 40) return -1;
+    if (end < 40) return -1;
     len = 40 + (p[4]! << 8 | p[5]!);
   } else {
     return -1;
   }
-  return len > p.length ? -1 : len;
+  return len > end ? -1 : len;
 }

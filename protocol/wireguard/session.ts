@@ -135,17 +135,34 @@ export class Session {
    * afterwards, so forged packets cannot move it.
    */
   open(datagram: Uint8Array): Uint8Array | null {
+    const n = this.openInto(datagram);
+    return n < 0 ? null : this.#plain.subarray(0, n);
+  }
+
+  /**
+   * {@linkcode Session.open} without a view: decrypts into {@linkcode Session.plaintext} and
+   * returns the padded plaintext's length, or -1 when authentication fails. For the data path,
+   * where a view per packet is an allocation per packet.
+   */
+  openInto(datagram: Uint8Array): number {
     if (datagram.length < TRANSPORT_HEADER_LEN + TAG_LEN || datagram[0] !== MESSAGE_TRANSPORT) {
-      return null;
+      return -1;
     }
     const nonce = this.#receiveNonce;
     for (let i = 0; i < 8; i++) nonce[4 + i] = datagram[8 + i]!;
     const n = datagram.length - TRANSPORT_HEADER_LEN - TAG_LEN;
     if (this.#plain.length < n) this.#plain = new Uint8Array(n * 2);
-    const plain = this.#plain.subarray(0, n);
-    return this.#receiveKey.open(this.#receiveNonce, datagram.subarray(TRANSPORT_HEADER_LEN), plain)
-      ? plain
-      : null;
+    return this.#receiveKey.open(nonce, datagram.subarray(TRANSPORT_HEADER_LEN), this.#plain)
+      ? n
+      : -1;
+  }
+
+  /**
+   * The buffer {@linkcode Session.openInto} decrypts into (its first bytes are the plaintext),
+   * reused by the next open; it may be longer than any plaintext.
+   */
+  get plaintext(): Uint8Array {
+    return this.#plain;
   }
 
   /** Overwrites the keys; the session is useless afterwards. */

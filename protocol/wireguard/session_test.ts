@@ -97,3 +97,17 @@ Deno.test("Session.sealInto() writes the same datagram as seal() into a larger b
   }
   assertEquals(threw, true);
 });
+
+Deno.test("Session.openInto() decrypts into the reused plaintext buffer without a view", () => {
+  const { a, b } = sessions();
+  const p = ip6(5, 7); // 45 bytes → 48
+  assertEquals(b.openInto(a.seal(p)), 48);
+  const buffer = b.plaintext;
+  assertEquals(buffer.subarray(0, 45), p);
+  assertEquals(b.openInto(a.seal(new Uint8Array(0))), 0);
+  assertEquals(b.plaintext, buffer, "the same buffer serves the next packet");
+  const bad = a.seal(p);
+  bad[bad.length - 1]! ^= 1;
+  assertEquals(b.openInto(bad), -1);
+  assertEquals(b.openInto(new Uint8Array(31)), -1);
+});
