@@ -904,8 +904,15 @@ export class Mesh {
     member.txMarkBytes = member.peer.stats.txBytes;
     member.unansweredSinceMs = 0;
     // The FFI socket hands over one endpoint object per sender: on the edge's own path (nearly
-    // every packet) the key is already known and no string is built.
-    const key = from === member.endpoint ? member.endpointKey : endpointKey(from);
+    // every packet) the key is already known and no string is built. An edge pointed at an equal
+    // endpoint from elsewhere (an advert, a path probe) takes the socket's object over here, or
+    // every packet would build the string again.
+    let key: string;
+    if (from === member.endpoint) key = member.endpointKey;
+    else {
+      key = endpointKey(from);
+      if (key === member.endpointKey) member.endpoint = from;
+    }
     const candidate = candidateAt(member, key);
     if (candidate !== undefined) {
       candidate.received++;
