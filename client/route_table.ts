@@ -54,6 +54,13 @@ export class RouteTable<T> {
   #hosts4 = new Map<number, Entry<T>[]>();
   #prefixes6: Entry<T>[] = [];
   #prefixes4: Entry<T>[] = [];
+  /**
+   * The host route of the last hit, per family: a flow's packets go to (and come from) one host,
+   * so one comparison usually answers. Only host routes, the most specific, are kept here;
+   * every change to the table forgets them.
+   */
+  #last6: Entry<T> | null = null;
+  #last4: Entry<T> | null = null;
 
   /** Routes `prefix` to `value`. A later route for the same prefix wins. */
   add(prefix: Prefix, value: T): void {
@@ -77,6 +84,7 @@ export class RouteTable<T> {
 
   /** Removes the route for exactly this prefix, if any. */
   remove(prefix: Prefix): void {
+    this.#last6 = this.#last4 = null;
     const same = (e: Entry<T>) =>
       e.prefix.prefixLength === prefix.prefixLength &&
       e.prefix.address.length === prefix.address.length &&
@@ -94,6 +102,7 @@ export class RouteTable<T> {
 
   /** Removes every route to `value`. */
   removeValue(value: T): void {
+    this.#last6 = this.#last4 = null;
     for (const hosts of [this.#hosts6, this.#hosts4]) {
       for (const [key, list] of hosts) {
         const kept = list.filter((e) => e.value !== value);
@@ -134,18 +143,32 @@ export class RouteTable<T> {
   }
 
   #lookup6(packet: Uint8Array, offset: number): T | undefined {
+    const last = this.#last6;
+    if (last !== null && prefixContains(last.prefix, packet, offset)) return last.value;
     const list = this.#hosts6.get(hostKey(packet, offset, 16));
     if (list) {
-      for (const e of list) if (prefixContains(e.prefix, packet, offset)) return e.value;
+      for (const e of list) {
+        if (prefixContains(e.prefix, packet, offset)) {
+          this.#last6 = e;
+          return e.value;
+        }
+      }
     }
     for (const e of this.#prefixes6) if (prefixContains(e.prefix, packet, offset)) return e.value;
     return undefined;
   }
 
   #lookup4(packet: Uint8Array, offset: number): T | undefined {
+    const last = this.#last4;
+    if (last !== null && prefixContains(last.prefix, packet, offset)) return last.value;
     const list = this.#hosts4.get(hostKey(packet, offset, 4));
     if (list) {
-      for (const e of list) if (prefixContains(e.prefix, packet, offset)) return e.value;
+      for (const e of list) {
+        if (prefixContains(e.prefix, packet, offset)) {
+          this.#last4 = e;
+          return e.value;
+        }
+      }
     }
     for (const e of this.#prefixes4) if (prefixContains(e.prefix, packet, offset)) return e.value;
     return undefined;

@@ -80,3 +80,30 @@ Deno.test("RouteTable host keys are small integers (no heap number per lookup)",
     assert.ok(Number.isInteger(key) && key >= 0 && key < 2 ** 30, `key ${key}`);
   }
 });
+
+Deno.test("RouteTable's last-hit memo never outlives a change to the table", () => {
+  const t = new RouteTable<string>();
+  t.add({ address: addr6(2), prefixLength: 128 }, "bob");
+  t.add({ address: addr6(0), prefixLength: 120 }, "lan");
+  assert.equal(t.lookupDestination(v6(2)), "bob");
+  assert.equal(t.lookupSource(v6(9, 2)), "bob", "the same host as a source");
+  assert.equal(t.lookupDestination(v6(3)), "lan", "another host is not taken for the last one");
+  t.add({ address: addr6(2), prefixLength: 128 }, "bob2");
+  assert.equal(t.lookupDestination(v6(2)), "bob2");
+  t.remove({ address: addr6(2), prefixLength: 128 });
+  assert.equal(t.lookupDestination(v6(2)), "lan");
+  t.add({ address: addr6(2), prefixLength: 128 }, "carol");
+  assert.equal(t.lookupDestination(v6(2)), "carol");
+  t.removeValue("carol");
+  assert.equal(t.lookupDestination(v6(2)), "lan");
+  const p4 = new Uint8Array(20);
+  p4[0] = 0x45;
+  p4.set([100, 64, 0, 2], 16);
+  t.add({ address: new Uint8Array([100, 64, 0, 2]), prefixLength: 32 }, "v4");
+  assert.equal(t.lookupDestination(p4), "v4");
+  p4[19] = 3;
+  assert.equal(t.lookupDestination(p4), undefined);
+  t.removeValue("v4");
+  p4[19] = 2;
+  assert.equal(t.lookupDestination(p4), undefined);
+});
