@@ -5,8 +5,9 @@
  * The data path runs on the one JS thread: one await per wake-up and synchronous,
  * allocation-light work in between (the mesh's own pipeline is described in `mesh.ts`, the TUN
  * offloads in `tun_offload.ts`). On Linux both directions share one loop (`pump.ts`): one
- * combined `poll` over the TUN and UDP fds per wake-up, and each turn does both drains below,
- * then flushes once. After a light turn (≤ 16 packets) it waits for the next packet right there
+ * combined `poll` over the TUN and UDP fds per wake-up, and each turn does both drains below:
+ * the TUN's (its sealed datagrams leave at once, so a receiver's TCP ACKs never wait for the
+ * socket drain), then the socket's, then flushes both batches. After a light turn (≤ 16 packets) it waits for the next packet right there
  * in a synchronous `poll` (1 ms at a time, 2 ms per job at most), since an awaited wait costs two
  * thread wake-ups (~40-200 µs): a ping's answer is then handled without either. For 50 ms after
  * the last packet it stays hot (sleeps in the synchronous `poll`, giving the event loop one round
@@ -397,8 +398,9 @@ async function readTun(
 }
 
 /**
- * The combined loop (`pump.ts`): each turn drains the TUN (as {@linkcode readTun} does) and the
- * socket (as {@linkcode readUdp} does), then flushes both batches once.
+ * The combined loop (`pump.ts`): each turn drains the TUN (as {@linkcode readTun} does) and sends
+ * what that sealed, then drains the socket (as {@linkcode readUdp} does), then flushes both
+ * batches.
  */
 function pumpDataPath(
   tun: TunDevice,
@@ -416,6 +418,10 @@ function pumpDataPath(
     let handled = 0;
     try {
       handled += drainTun();
+      // What the TUN drain sealed leaves now, not after the socket drain: under load that drain
+      // takes a millisecond or more, and on a receiver the TUN holds the TCP ACKs, so each ACK
+      // would wait for it and TCP would see the RTT that much longer.
+      udp.flush();
       handled += clock.hold(drainUdp);
     } catch (err) {
       if (stopping()) return 0;
