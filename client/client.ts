@@ -7,12 +7,13 @@
  * offloads in `tun_offload.ts`). On Linux both directions share one loop (`pump.ts`): one
  * combined `poll` over the TUN and UDP fds per wake-up, and each turn does both drains below:
  * the TUN's (its sealed datagrams leave at once, so a receiver's TCP ACKs never wait for the
- * socket drain), then the socket's, then flushes both batches. After a light turn (≤ 16 packets) it waits for the next packet right there
- * in a synchronous `poll` (1 ms at a time, 2 ms per job at most), since an awaited wait costs two
- * thread wake-ups (~40-200 µs): a ping's answer is then handled without either. For 50 ms after
- * the last packet it stays hot (sleeps in the synchronous `poll`, giving the event loop one round
- * per ms), so sparse flows skip the hops too; an idle client only awaits. Elsewhere
- * (macOS, or the `Deno.listenDatagram` socket) it is two loops, each awaiting its own fd:
+ * socket drain), then the socket's, then flushes both batches. After a light turn (≤ 16
+ * packets) it waits for the next packet right there in a synchronous `poll` (1 ms at a time,
+ * 2 ms per job at most), since an awaited wait costs two thread wake-ups (~40-200 µs): a
+ * ping's answer is then handled without either. For 50 ms after the last packet it stays hot
+ * (sleeps in the synchronous `poll`, giving the event loop one round per ms), so sparse flows
+ * skip the hops too; an idle client only awaits. Elsewhere (macOS, or the `Deno.listenDatagram`
+ * socket) it is two loops, each awaiting its own fd:
  *
  * Inside → outside (readTun):
  *   poll(tun) ─► read() until EAGAIN or 1024 reads ─► with offloads, a TCP/UDP super-packet of

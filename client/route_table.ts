@@ -49,7 +49,7 @@ export function hostKey(bytes: Uint8Array, offset: number, len: number): number 
 
 /** Maps VPN address prefixes to values (peers). Host routes are O(1); other prefixes scanned. */
 export class RouteTable<T> {
-  /** Exact host routes (/128, /32) by {@linkcode hostKey}; entries whose keys collide share a list. */
+  /** Exact host routes (/128, /32) by {@linkcode hostKey}; colliding keys share a list. */
   #hosts6 = new Map<number, Entry<T>[]>();
   #hosts4 = new Map<number, Entry<T>[]>();
   #prefixes6: Entry<T>[] = [];

@@ -54,8 +54,8 @@ export type WgReceiveResult =
   /**
    * A decrypted inner IP packet (padding stripped), a view of a buffer that the session reuses:
    * valid until the next receive() (write it to the TUN, or copy it). This result object, like a
-   * "keepalive" one, is itself reused by the next receive(). `outgoing` holds datagrams to send to the
-   * peer now: packets queued while the session waited for confirmation (usually empty).
+   * "keepalive" one, is itself reused by the next receive(). `outgoing` holds datagrams to send
+   * to the peer now: packets queued while the session waited for confirmation (usually empty).
    */
   | { kind: "data"; peer: WgPeer; packet: Uint8Array; outgoing: readonly Uint8Array[] }
   /** An authenticated empty transport message; `outgoing` as for "data". */
