@@ -47,130 +47,119 @@ export function hostKey(bytes: Uint8Array, offset: number, len: number): number 
   return h & 0x3fffffff;
 }
 
+/**
+ * One address family's routes: exact host routes (/128 or /32) by {@linkcode hostKey}, where
+ * colliding keys share a list, and the other prefixes, longest first.
+ */
+class FamilyRoutes<T> {
+  readonly #hosts = new Map<number, Entry<T>[]>();
+  #prefixes: Entry<T>[] = [];
+  /**
+   * The host route of the last hit: a flow's packets go to (and come from) one host, so one
+   * comparison usually answers. Only host routes, the most specific, are kept here; every change
+   * to the routes forgets it.
+   */
+  #last: Entry<T> | null = null;
+
+  /** @param addressLen 16 (IPv6) or 4 (IPv4). */
+  constructor(readonly addressLen: number) {}
+
+  add(entry: Entry<T>): void {
+    this.#last = null;
+    const prefix = entry.prefix;
+    if (prefix.prefixLength === this.addressLen * 8) {
+      const key = hostKey(prefix.address, 0, this.addressLen);
+      const list = this.#hosts.get(key);
+      if (list) list.push(entry);
+      else this.#hosts.set(key, [entry]);
+    } else {
+      this.#prefixes.push(entry);
+      this.#prefixes.sort((x, y) => y.prefix.prefixLength - x.prefix.prefixLength);
+    }
+  }
+
+  /** Removes the entries `drop` selects; `prefix` narrows the search to its host list. */
+  remove(drop: (e: Entry<T>) => boolean, prefix?: Prefix): void {
+    this.#last = null;
+    if (prefix === undefined || prefix.prefixLength === this.addressLen * 8) {
+      const keys = prefix === undefined
+        ? [...this.#hosts.keys()]
+        : [hostKey(prefix.address, 0, this.addressLen)];
+      for (const key of keys) {
+        const kept = this.#hosts.get(key)?.filter((e) => !drop(e));
+        if (kept && kept.length > 0) this.#hosts.set(key, kept);
+        else this.#hosts.delete(key);
+      }
+    }
+    if (prefix === undefined || prefix.prefixLength !== this.addressLen * 8) {
+      this.#prefixes = this.#prefixes.filter((e) => !drop(e));
+    }
+  }
+
+  lookup(packet: Uint8Array, offset: number): T | undefined {
+    const last = this.#last;
+    if (last !== null && prefixContains(last.prefix, packet, offset)) return last.value;
+    const list = this.#hosts.get(hostKey(packet, offset, this.addressLen));
+    if (list) {
+      for (const e of list) {
+        if (prefixContains(e.prefix, packet, offset)) {
+          this.#last = e;
+          return e.value;
+        }
+      }
+    }
+    for (const e of this.#prefixes) if (prefixContains(e.prefix, packet, offset)) return e.value;
+    return undefined;
+  }
+}
+
 /** Maps VPN address prefixes to values (peers). Host routes are O(1); other prefixes scanned. */
 export class RouteTable<T> {
-  /** Exact host routes (/128, /32) by {@linkcode hostKey}; colliding keys share a list. */
-  #hosts6 = new Map<number, Entry<T>[]>();
-  #hosts4 = new Map<number, Entry<T>[]>();
-  #prefixes6: Entry<T>[] = [];
-  #prefixes4: Entry<T>[] = [];
-  /**
-   * The host route of the last hit, per family: a flow's packets go to (and come from) one host,
-   * so one comparison usually answers. Only host routes, the most specific, are kept here;
-   * every change to the table forgets them.
-   */
-  #last6: Entry<T> | null = null;
-  #last4: Entry<T> | null = null;
+  readonly #v6 = new FamilyRoutes<T>(16);
+  readonly #v4 = new FamilyRoutes<T>(4);
 
   /** Routes `prefix` to `value`. A later route for the same prefix wins. */
   add(prefix: Prefix, value: T): void {
     this.remove(prefix);
-    const entry = { prefix, value };
-    const len = prefix.address.length;
-    if (prefix.prefixLength === len * 8) {
-      const hosts = len === 16 ? this.#hosts6 : this.#hosts4;
-      const key = hostKey(prefix.address, 0, len);
-      const list = hosts.get(key);
-      if (list) list.push(entry);
-      else hosts.set(key, [entry]);
-    } else if (len === 16) {
-      this.#prefixes6.push(entry);
-      this.#prefixes6.sort((x, y) => y.prefix.prefixLength - x.prefix.prefixLength);
-    } else {
-      this.#prefixes4.push(entry);
-      this.#prefixes4.sort((x, y) => y.prefix.prefixLength - x.prefix.prefixLength);
-    }
+    this.#family(prefix).add({ prefix, value });
   }
 
   /** Removes the route for exactly this prefix, if any. */
   remove(prefix: Prefix): void {
-    this.#last6 = this.#last4 = null;
     const same = (e: Entry<T>) =>
       e.prefix.prefixLength === prefix.prefixLength &&
       e.prefix.address.length === prefix.address.length &&
       prefixContains(e.prefix, prefix.address, 0);
-    const len = prefix.address.length;
-    if (prefix.prefixLength === len * 8) {
-      const hosts = len === 16 ? this.#hosts6 : this.#hosts4;
-      const key = hostKey(prefix.address, 0, len);
-      const list = hosts.get(key)?.filter((e) => !same(e));
-      if (list && list.length > 0) hosts.set(key, list);
-      else hosts.delete(key);
-    } else if (len === 16) this.#prefixes6 = this.#prefixes6.filter((e) => !same(e));
-    else this.#prefixes4 = this.#prefixes4.filter((e) => !same(e));
+    this.#family(prefix).remove(same, prefix);
   }
 
   /** Removes every route to `value`. */
   removeValue(value: T): void {
-    this.#last6 = this.#last4 = null;
-    for (const hosts of [this.#hosts6, this.#hosts4]) {
-      for (const [key, list] of hosts) {
-        const kept = list.filter((e) => e.value !== value);
-        if (kept.length > 0) hosts.set(key, kept);
-        else hosts.delete(key);
-      }
-    }
-    this.#prefixes6 = this.#prefixes6.filter((e) => e.value !== value);
-    this.#prefixes4 = this.#prefixes4.filter((e) => e.value !== value);
+    for (const family of [this.#v6, this.#v4]) family.remove((e) => e.value === value);
   }
 
   /** The value routed for the destination of an IP packet, or undefined (also for garbage). */
   lookupDestination(packet: Uint8Array): T | undefined {
-    const version = packet[0]! >> 4;
-    if (version === 6) {
-      if (packet.length < IPV6_HEADER_LEN) return undefined;
-      return this.#lookup6(packet, IPV6_DST_OFFSET);
-    }
-    if (version === 4) {
-      if (packet.length < IPV4_HEADER_LEN) return undefined;
-      return this.#lookup4(packet, IPV4_DST_OFFSET);
-    }
-    return undefined;
+    return this.#lookup(packet, IPV6_DST_OFFSET, IPV4_DST_OFFSET);
   }
 
   /** The value routed for the source of an IP packet (for the inner-source check). */
   lookupSource(packet: Uint8Array): T | undefined {
+    return this.#lookup(packet, IPV6_SRC_OFFSET, IPV4_SRC_OFFSET);
+  }
+
+  #family(prefix: Prefix): FamilyRoutes<T> {
+    return prefix.address.length === 16 ? this.#v6 : this.#v4;
+  }
+
+  #lookup(packet: Uint8Array, offset6: number, offset4: number): T | undefined {
     const version = packet[0]! >> 4;
     if (version === 6) {
-      if (packet.length < IPV6_HEADER_LEN) return undefined;
-      return this.#lookup6(packet, IPV6_SRC_OFFSET);
+      return packet.length < IPV6_HEADER_LEN ? undefined : this.#v6.lookup(packet, offset6);
     }
     if (version === 4) {
-      if (packet.length < IPV4_HEADER_LEN) return undefined;
-      return this.#lookup4(packet, IPV4_SRC_OFFSET);
+      return packet.length < IPV4_HEADER_LEN ? undefined : this.#v4.lookup(packet, offset4);
     }
-    return undefined;
-  }
-
-  #lookup6(packet: Uint8Array, offset: number): T | undefined {
-    const last = this.#last6;
-    if (last !== null && prefixContains(last.prefix, packet, offset)) return last.value;
-    const list = this.#hosts6.get(hostKey(packet, offset, 16));
-    if (list) {
-      for (const e of list) {
-        if (prefixContains(e.prefix, packet, offset)) {
-          this.#last6 = e;
-          return e.value;
-        }
-      }
-    }
-    for (const e of this.#prefixes6) if (prefixContains(e.prefix, packet, offset)) return e.value;
-    return undefined;
-  }
-
-  #lookup4(packet: Uint8Array, offset: number): T | undefined {
-    const last = this.#last4;
-    if (last !== null && prefixContains(last.prefix, packet, offset)) return last.value;
-    const list = this.#hosts4.get(hostKey(packet, offset, 4));
-    if (list) {
-      for (const e of list) {
-        if (prefixContains(e.prefix, packet, offset)) {
-          this.#last4 = e;
-          return e.value;
-        }
-      }
-    }
-    for (const e of this.#prefixes4) if (prefixContains(e.prefix, packet, offset)) return e.value;
     return undefined;
   }
 }
