@@ -108,9 +108,6 @@ export class WgDevice {
   #loadWindowStartMs = Number.NEGATIVE_INFINITY;
   #loadWindowCount = 0;
   #underLoadUntilMs = Number.NEGATIVE_INFINITY;
-  /** The result objects of transport messages, reused by every receive(): no object per packet. */
-  #dataResult: Extract<WgReceiveResult, { kind: "data" }> | null = null;
-  #keepaliveResult: Extract<WgReceiveResult, { kind: "keepalive" }> | null = null;
 
   /** Creates a device with static key `opts.privateKey`. */
   constructor(opts: WgDeviceOptions) {
@@ -211,27 +208,8 @@ export class WgDevice {
       const e = this.#index.get(readU32(datagram, 4));
       if (e === undefined || e.session === null) return this.#drop("unknown_index");
       const r = e.peer.handleTransport(e.session, datagram, nowMs);
-      if (r.kind === "drop") return this.#drop(r.reason);
-      if (r.kind === "data") {
-        const data = this.#dataResult ??= {
-          kind: "data",
-          peer: e.peer,
-          packet: r.packet,
-          outgoing: r.outgoing,
-        };
-        data.peer = e.peer;
-        data.packet = r.packet;
-        data.outgoing = r.outgoing;
-        return data;
-      }
-      const keepalive = this.#keepaliveResult ??= {
-        kind: "keepalive",
-        peer: e.peer,
-        outgoing: r.outgoing,
-      };
-      keepalive.peer = e.peer;
-      keepalive.outgoing = r.outgoing;
-      return keepalive;
+      // "data" and "keepalive" results are the peer's reused objects: no object per packet.
+      return r.kind === "drop" ? this.#drop(r.reason) : r;
     }
 
     const decoded = decodeMessage(datagram);

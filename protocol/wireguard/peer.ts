@@ -111,8 +111,8 @@ export interface PeerHost {
 /** Result of a transport message handled by a peer. @internal */
 export type PeerTransportResult =
   | { kind: "drop"; reason: WgDropReason }
-  | { kind: "data"; packet: Uint8Array; outgoing: readonly Uint8Array[] }
-  | { kind: "keepalive"; outgoing: readonly Uint8Array[] };
+  | { kind: "data"; peer: WgPeer; packet: Uint8Array; outgoing: readonly Uint8Array[] }
+  | { kind: "keepalive"; peer: WgPeer; outgoing: readonly Uint8Array[] };
 
 /** The `outgoing` of nearly every transport result: shared, so no array per packet. */
 export const NO_DATAGRAMS: readonly Uint8Array[] = Object.freeze([]);
@@ -145,14 +145,19 @@ export class WgPeer {
   readonly #psk: Uint8Array;
   readonly #staticStatic: Uint8Array;
   readonly #cookies: CookieGenerator;
-  /** Reused by every "data" / "keepalive" result of {@linkcode WgPeer.handleTransport}. */
-  readonly #dataResult: { kind: "data"; packet: Uint8Array; outgoing: readonly Uint8Array[] } = {
+  /**
+   * Reused by every "data" / "keepalive" result of {@linkcode WgPeer.handleTransport}, which
+   * the device hands on as they are.
+   */
+  readonly #dataResult: Extract<PeerTransportResult, { kind: "data" }> = {
     kind: "data",
+    peer: this,
     packet: EMPTY,
     outgoing: NO_DATAGRAMS,
   };
-  readonly #keepaliveResult: { kind: "keepalive"; outgoing: readonly Uint8Array[] } = {
+  readonly #keepaliveResult: Extract<PeerTransportResult, { kind: "keepalive" }> = {
     kind: "keepalive",
+    peer: this,
     outgoing: NO_DATAGRAMS,
   };
 
