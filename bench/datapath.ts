@@ -25,7 +25,17 @@ import type { Lab, LabProcess } from "../tests/lab/netns.ts";
 import { addNatClient, type DemoTopology } from "../tests/lab/topology.ts";
 import { meshubCommand, newPsk, startHub } from "../tests/lab/meshub.ts";
 import { decodeBase64Url, encodeBase64 } from "../util/base64.ts";
-import { cpuSecondsOf, hostRun, median, pollUntil, quantile, rssBytes, runIperf } from "./lib.ts";
+import {
+  cpuSecondsOf,
+  hostRun,
+  idleCores,
+  machineCpu,
+  median,
+  pollUntil,
+  quantile,
+  rssBytes,
+  runIperf,
+} from "./lib.ts";
 
 /** The tunnels, in table order. */
 export const TUNNELS = ["raw", "meshub", "wireguard-go", "nebula", "tinc"] as const;
@@ -109,6 +119,13 @@ export interface RunFigures {
   cpuSeconds: number;
   /** CPU seconds per GB received during the IPv4 TCP run. */
   cpuSecondsPerGB: number;
+  /**
+   * Cores the whole machine left idle (idle and I/O wait, from /proc/stat) during the IPv4 TCP
+   * run and the UDP run offered the tunnel's maximum: near 0, the tunnel, its load and the rest
+   * of the machine shared out every core, and the tunnel's figures are its share of them.
+   */
+  idleCoresTcp: number;
+  idleCoresUdpAtMax: number;
   /** Mean VmRSS per VPN process after the TCP run. */
   rssBytes: number;
   /** Largest peak RSS (VmHWM) of the VPN processes after the UDP flood: shows unbounded queues. */
@@ -610,13 +627,15 @@ async function measure(
   o: DatapathOptions,
 ): Promise<RunFigures> {
   const errors: string[] = [];
+  // `cpu` gets the tunnel's CPU seconds during the iperf3 run, `idle` the machine's idle cores.
   const iperf = async (
     address: string,
     udp: boolean,
-    cpu?: { s: number },
-    bitsPerSecond?: number,
+    watch: { cpu?: { s: number }; idle?: { cores: number }; bitsPerSecond?: number } = {},
   ) => {
+    const { cpu, idle, bitsPerSecond } = watch;
     let before = 0;
+    let machineBefore = machineCpu();
     const r = await runIperf(lab, {
       serverNs: h.b,
       clientNs: h.a,
@@ -625,8 +644,14 @@ async function measure(
       udp,
       ...(bitsPerSecond === undefined ? {} : { bitsPerSecond }),
       congestionControl: o.tcpCongestionControl,
-      onStart: () => (before = cpuSecondsOf(t.pids)),
-      onEnd: () => cpu && (cpu.s = cpuSecondsOf(t.pids) - before),
+      onStart: () => {
+        before = cpuSecondsOf(t.pids);
+        machineBefore = machineCpu();
+      },
+      onEnd: () => {
+        if (cpu) cpu.s = cpuSecondsOf(t.pids) - before;
+        if (idle) idle.cores = idleCores(machineBefore, machineCpu());
+      },
     });
     if (r.error) errors.push(`${udp ? "udp" : "tcp"} ${address}: ${r.error}`);
     return r;
@@ -651,7 +676,8 @@ async function measure(
     intervalS: 0.02,
     timeoutS: 2,
   });
-  const tcp4 = await iperf(t.v4, false, cpu);
+  const idleTcp = { cores: NaN };
+  const tcp4 = await iperf(t.v4, false, { cpu, idle: idleTcp });
   const pingLoad = await loaded;
   if (perf) {
     perf.kill("SIGINT");
@@ -669,9 +695,10 @@ async function measure(
     own: t.ownDrops ? await t.ownDrops() : NaN,
   });
   const dropsBefore = await drops();
+  const idleAtMax = { cores: NaN };
   // The same again at the rate the flood delivered: the maximum as this tunnel reports it.
   const atMax = Number.isFinite(udp.packetsPerSecond) && udp.packetsPerSecond > 0
-    ? await iperf(t.v4, true, undefined, udp.packetsPerSecond * 1300 * 8)
+    ? await iperf(t.v4, true, { idle: idleAtMax, bitsPerSecond: udp.packetsPerSecond * 1300 * 8 })
     : undefined;
   const dropsAfter = await drops();
   const offered = udp.packetsPerSecond * o.udpSeconds;
@@ -712,6 +739,8 @@ async function measure(
     pingLoadP99Ms: quantile(pingLoad.rttsMs, 0.99),
     cpuSeconds,
     cpuSecondsPerGB: tcp4.bytes > 0 ? cpuSeconds / (tcp4.bytes / 1e9) : NaN,
+    idleCoresTcp: idleTcp.cores,
+    idleCoresUdpAtMax: idleAtMax.cores,
     rssBytes: rss,
     rssPeakAfterUdpBytes: rssPeak,
     errors,
@@ -739,6 +768,8 @@ const FIGURES = [
   "pingLoadP99Ms",
   "cpuSeconds",
   "cpuSecondsPerGB",
+  "idleCoresTcp",
+  "idleCoresUdpAtMax",
   "rssBytes",
   "rssPeakAfterUdpBytes",
 ] as const;

@@ -1,5 +1,6 @@
 /**
- * Small helpers shared by the benchmark scenarios: process CPU and memory from /proc, statistics,
+ * Small helpers shared by the benchmark scenarios: process and machine CPU and process memory from
+ * /proc, statistics,
  * iperf3 JSON parsing, bounded waiting, and table formatting.
  *
  * @module
@@ -25,6 +26,40 @@ export function cpuSeconds(pid: number): number {
 /** Sum of {@linkcode cpuSeconds} over `pids`. */
 export function cpuSecondsOf(pids: readonly number[]): number {
   return pids.reduce((s, p) => s + cpuSeconds(p), 0);
+}
+
+/** The whole machine's CPU time so far, from /proc/stat, in clock ticks. */
+export interface MachineCpu {
+  /** Idle and I/O-wait ticks of all CPUs. */
+  idle: number;
+  /** All ticks of all CPUs (user, nice, system, idle, iowait, irq, softirq, steal). */
+  total: number;
+  /** Number of CPUs (the `cpuN` lines). */
+  cpus: number;
+}
+
+/** Parses /proc/stat (`text`, read from the file when omitted); NaN fields if it does not parse. */
+export function machineCpu(text?: string): MachineCpu {
+  try {
+    const lines = (text ?? Deno.readTextFileSync("/proc/stat")).split("\n");
+    const all = lines.find((l) => /^cpu\s/.test(l));
+    // guest and guest_nice (fields 9 and 10) are already counted in user and nice.
+    const f = all!.trim().split(/\s+/).slice(1, 9).map(Number);
+    if (f.length < 5 || f.some((x) => !Number.isFinite(x))) throw new Error("bad cpu line");
+    return {
+      idle: f[3]! + f[4]!,
+      total: f.reduce((s, x) => s + x, 0),
+      cpus: lines.filter((l) => /^cpu\d+\s/.test(l)).length,
+    };
+  } catch {
+    return { idle: NaN, total: NaN, cpus: NaN };
+  }
+}
+
+/** How many cores stood idle on average between two {@linkcode machineCpu} readings. */
+export function idleCores(before: MachineCpu, after: MachineCpu): number {
+  const total = after.total - before.total;
+  return total > 0 ? (after.idle - before.idle) / total * after.cpus : NaN;
 }
 
 /** Resident set size of `pid` in bytes (VmRSS), or NaN if it is gone. `field` may be VmHWM. */

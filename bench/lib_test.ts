@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { iperfClientArgs, readSysctl } from "./lib.ts";
+import { idleCores, iperfClientArgs, machineCpu, readSysctl } from "./lib.ts";
 
 Deno.test("iperfClientArgs() gives UDP runs the socket buffer, TCP runs their own windows", () => {
   const base = { address: "198.19.200.2", seconds: 5 };
@@ -39,4 +39,23 @@ Deno.test({
     assert.ok(["Linux", ""].includes(readSysctl("kernel.ostype")));
     assert.equal(readSysctl("net.no_such_key"), "");
   },
+});
+
+Deno.test("machineCpu() and idleCores() give the idle cores between two /proc/stat readings", () => {
+  const stat = (user: number, idle: number, iowait: number, steal: number) =>
+    [
+      `cpu  ${user} 0 100 ${idle} ${iowait} 0 50 ${steal} 7 0`,
+      "cpu0 1 0 1 1 0 0 0 0 0 0",
+      "cpu1 1 0 1 1 0 0 0 0 0 0",
+      "intr 12345",
+      "ctxt 999",
+    ].join("\n");
+  const before = machineCpu(stat(1000, 500, 20, 0));
+  assert.deepEqual(before, { idle: 520, total: 1670, cpus: 2 });
+  // 200 ticks pass on 2 CPUs: 100 busy (user), 50 idle, 10 I/O wait, 40 stolen.
+  const after = machineCpu(stat(1100, 550, 30, 40));
+  assert.equal(idleCores(before, after), 60 / 200 * 2);
+  assert.ok(Number.isNaN(idleCores(before, before)));
+  assert.ok(Number.isNaN(machineCpu("intr 1\n").idle));
+  assert.ok(Number.isNaN(idleCores(machineCpu("garbage"), after)));
 });

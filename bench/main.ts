@@ -267,6 +267,8 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("ping p99 ms under TCP load", "pingLoadP99Ms");
   line("CPU s in TCPv4 run (2 ends)", "cpuSeconds");
   line("CPU s per GB (TCPv4)", "cpuSecondsPerGB");
+  line("machine idle cores (TCPv4 run)", "idleCoresTcp");
+  line("machine idle cores (UDP at max)", "idleCoresUdpAtMax");
   line("RSS MiB per process", "rssBytes", 1 / (1024 * 1024));
   line("peak RSS MiB after UDP flood", "rssPeakAfterUdpBytes", 1 / (1024 * 1024));
   const notes = r.tunnels.filter((t) => t.skipped).map((t) =>
