@@ -29,6 +29,7 @@ import {
   cpuSecondsOf,
   hostRun,
   idleCores,
+  type MachineCpu,
   machineCpu,
   median,
   pollUntil,
@@ -627,15 +628,12 @@ async function measure(
   o: DatapathOptions,
 ): Promise<RunFigures> {
   const errors: string[] = [];
-  // `cpu` gets the tunnel's CPU seconds during the iperf3 run, `idle` the machine's idle cores.
-  const iperf = async (
-    address: string,
-    udp: boolean,
-    watch: { cpu?: { s: number }; idle?: { cores: number }; bitsPerSecond?: number } = {},
-  ) => {
-    const { cpu, idle, bitsPerSecond } = watch;
-    let before = 0;
-    let machineBefore = machineCpu();
+  // Each run also gives the tunnel's CPU seconds and the machine's idle cores while iperf3 ran.
+  const iperf = async (address: string, udp: boolean, bitsPerSecond?: number) => {
+    let cpuBefore = NaN;
+    let machineBefore: MachineCpu | undefined;
+    let cpuSeconds = NaN;
+    let idle = NaN;
     const r = await runIperf(lab, {
       serverNs: h.b,
       clientNs: h.a,
@@ -645,20 +643,19 @@ async function measure(
       ...(bitsPerSecond === undefined ? {} : { bitsPerSecond }),
       congestionControl: o.tcpCongestionControl,
       onStart: () => {
-        before = cpuSecondsOf(t.pids);
+        cpuBefore = cpuSecondsOf(t.pids);
         machineBefore = machineCpu();
       },
       onEnd: () => {
-        if (cpu) cpu.s = cpuSecondsOf(t.pids) - before;
-        if (idle) idle.cores = idleCores(machineBefore, machineCpu());
+        cpuSeconds = cpuSecondsOf(t.pids) - cpuBefore;
+        idle = idleCores(machineBefore!, machineCpu());
       },
     });
     if (r.error) errors.push(`${udp ? "udp" : "tcp"} ${address}: ${r.error}`);
-    return r;
+    return { ...r, cpuSeconds, idleCores: idle };
   };
   // Idle tunnel first: ping, then the TCP runs, then the UDP flood.
   const ping = await lab.ping(h.a, t.v4, { count: o.pings, intervalS: 0.01, timeoutS: 2 });
-  const cpu = { s: NaN };
   let perf: Deno.ChildProcess | undefined;
   if (o.profileDir && t.name === "meshub") {
     await Deno.mkdir(o.profileDir, { recursive: true });
@@ -676,8 +673,7 @@ async function measure(
     intervalS: 0.02,
     timeoutS: 2,
   });
-  const idleTcp = { cores: NaN };
-  const tcp4 = await iperf(t.v4, false, { cpu, idle: idleTcp });
+  const tcp4 = await iperf(t.v4, false);
   const pingLoad = await loaded;
   if (perf) {
     perf.kill("SIGINT");
@@ -695,10 +691,9 @@ async function measure(
     own: t.ownDrops ? await t.ownDrops() : NaN,
   });
   const dropsBefore = await drops();
-  const idleAtMax = { cores: NaN };
   // The same again at the rate the flood delivered: the maximum as this tunnel reports it.
   const atMax = Number.isFinite(udp.packetsPerSecond) && udp.packetsPerSecond > 0
-    ? await iperf(t.v4, true, { idle: idleAtMax, bitsPerSecond: udp.packetsPerSecond * 1300 * 8 })
+    ? await iperf(t.v4, true, udp.packetsPerSecond * 1300 * 8)
     : undefined;
   const dropsAfter = await drops();
   const offered = udp.packetsPerSecond * o.udpSeconds;
@@ -717,7 +712,7 @@ async function measure(
   );
   // Idle again (the queues drained above): the first ping series once more.
   const warm = await lab.ping(h.a, t.v4, { count: o.pings, intervalS: 0.01, timeoutS: 2 });
-  const cpuSeconds = t.pids.length > 0 ? cpu.s : NaN;
+  const cpuSeconds = t.pids.length > 0 ? tcp4.cpuSeconds : NaN;
   return {
     tcp6Mbps: tcp6 ? tcp6.bitsPerSecond / 1e6 : undefined,
     tcp4Mbps: tcp4.bitsPerSecond / 1e6,
@@ -739,8 +734,8 @@ async function measure(
     pingLoadP99Ms: quantile(pingLoad.rttsMs, 0.99),
     cpuSeconds,
     cpuSecondsPerGB: tcp4.bytes > 0 ? cpuSeconds / (tcp4.bytes / 1e9) : NaN,
-    idleCoresTcp: idleTcp.cores,
-    idleCoresUdpAtMax: idleAtMax.cores,
+    idleCoresTcp: tcp4.idleCores,
+    idleCoresUdpAtMax: atMax?.idleCores ?? NaN,
     rssBytes: rss,
     rssPeakAfterUdpBytes: rssPeak,
     errors,

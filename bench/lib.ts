@@ -1,7 +1,6 @@
 /**
- * Small helpers shared by the benchmark scenarios: process and machine CPU and process memory from
- * /proc, statistics,
- * iperf3 JSON parsing, bounded waiting, and table formatting.
+ * Small helpers shared by the benchmark scenarios: process and machine CPU and process memory
+ * from /proc, statistics, iperf3 JSON parsing, bounded waiting, and table formatting.
  *
  * @module
  */
