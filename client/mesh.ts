@@ -239,7 +239,10 @@ export interface MeshOptions {
   onEvent?: (event: MeshEvent) => void;
   /** Transport AEAD (default: portable `node:crypto`; the client passes OpenSSL's when present). */
   aead?: AeadProvider | undefined;
-  /** Tunnel MTU: a larger packet from the TUN gets Packet Too Big. Default: no check. */
+  /**
+   * Tunnel MTU: a larger packet from the TUN gets Packet Too Big, and padding stops at it.
+   * Default: no check, no bound.
+   */
   mtu?: number;
   /**
    * Prefixes routed into the TUN (the VPN prefixes): a packet to an address in them without a
@@ -450,6 +453,7 @@ export class Mesh {
         persistentKeepaliveMs: options.timers.keepaliveMs,
       },
       ...(options.aead ? { aead: options.aead } : {}),
+      ...(options.mtu !== undefined ? { mtu: options.mtu } : {}),
     });
     this.#keys = deriveNetworkKeys(options.networkSecret ?? options.psk);
     this.#policy = options.policy ?? PSK_POLICY;
@@ -550,7 +554,9 @@ export class Mesh {
       return;
     }
     // Sealed straight into the socket's batch when it offers room (no buffer per packet).
-    const room = this.#o.commitSend ? this.#o.reserveSend?.(sealedLength(packet.length)) : null;
+    const room = this.#o.commitSend
+      ? this.#o.reserveSend?.(sealedLength(packet.length, this.#o.mtu))
+      : null;
     const datagram = room ? null : member.peer.encrypt(packet, now);
     const len = room ? member.peer.encryptInto(packet, now, room) : datagram?.length ?? 0;
     if (len === 0) {

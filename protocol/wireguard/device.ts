@@ -79,6 +79,11 @@ export interface WgDeviceOptions {
   alwaysUnderLoad?: boolean;
   /** Transport AEAD implementation (default: {@linkcode NODE_CRYPTO_AEAD}, portable). */
   aead?: AeadProvider;
+  /**
+   * The TUN MTU: padding never takes a plaintext past it, so a full-size packet stays one
+   * underlay datagram (default: no bound).
+   */
+  mtu?: number;
 }
 
 interface IndexEntry {
@@ -134,6 +139,7 @@ export class WgDevice {
       staticKeys: keys,
       timers,
       aead: opts.aead ?? NODE_CRYPTO_AEAD,
+      mtu: opts.mtu ?? Infinity,
       randomBytes: rb,
       wallClockMs: () => wall(),
       allocateIndex(peer: WgPeer): number {

@@ -99,6 +99,8 @@ export interface PeerHost {
   readonly timers: ResolvedTimers;
   /** Transport AEAD for new sessions. */
   readonly aead: AeadProvider;
+  /** The MTU that bounds the padding of new sessions (Infinity: none). */
+  readonly mtu: number;
   randomBytes(n: number): Uint8Array;
   wallClockMs(): number;
   /** Reserves a fresh random local index pointing at `peer` (handshake in flight). */
@@ -232,7 +234,7 @@ export class WgPeer {
 
   /**
    * {@linkcode WgPeer.encrypt} into the caller's buffer, which must hold
-   * `sealedLength(packet.length)` bytes. Returns the datagram's length, or 0 when no usable
+   * `sealedLength(packet.length, mtu)` bytes (the device's MTU). Returns the datagram's length, or 0 when no usable
    * session exists (the packet was queued, as with `encrypt`).
    */
   encryptInto(packet: Uint8Array, nowMs: number, out: Uint8Array): number {
@@ -374,7 +376,10 @@ export class WgPeer {
     this.#lastTimestampReceived = init.timestamp;
     this.#lastInitiationConsumedMs = nowMs;
 
-    const session = new Session(r.keys, localIndex, init.remoteIndex, false, nowMs, host.aead);
+    const session = new Session(r.keys, localIndex, init.remoteIndex, false, nowMs, {
+      aead: host.aead,
+      mtu: host.mtu,
+    });
     host.bindIndex(localIndex, this, session);
     // Responder rotation: the new session waits in `next`; `previous` goes.
     this.#release(this.#next);
@@ -404,7 +409,10 @@ export class WgPeer {
     if (keys === null) return { reason: "handshake_decrypt_failed" };
     state.ephemeralPrivate.fill(0);
     this.#initiator = null;
-    const session = new Session(keys, state.localIndex, msg.sender, true, nowMs, this.#host.aead);
+    const session = new Session(keys, state.localIndex, msg.sender, true, nowMs, {
+      aead: this.#host.aead,
+      mtu: this.#host.mtu,
+    });
     this.#host.bindIndex(state.localIndex, this, session);
 
     // Initiator rotation: new session is current at once.

@@ -3,8 +3,11 @@
  * handshake, the send counter and the replay window of received counters (whitepaper 5.4.6).
  *
  * The AEAD comes from an {@linkcode AeadProvider} (portable `node:crypto` by default, OpenSSL
- * through FFI on the client's data path); one nonce buffer per direction is reused. Plaintext is padded with zeros to a multiple of 16 bytes as WireGuard
- * does; a keepalive is the empty plaintext.
+ * through FFI on the client's data path); one nonce buffer per direction is reused. Plaintext is
+ * padded with zeros to a multiple of 16 bytes, but never beyond the MTU, as Linux WireGuard does
+ * (the default MTU leaves exactly room for the outer IPv6, UDP and WireGuard headers in 1500
+ * bytes: three more bytes would make every full-size packet an IPv6 fragment pair); a keepalive
+ * is the empty plaintext.
  *
  * @module
  */
@@ -17,10 +20,29 @@ import type { TransportKeys } from "./handshake.ts";
 /** Plaintext padding unit, in bytes. */
 export const PADDING_MULTIPLE = 16;
 
-/** Length of the transport datagram that carries `plaintextLen` bytes (header, padding, tag). */
-export function sealedLength(plaintextLen: number): number {
-  return TRANSPORT_HEADER_LEN + ((plaintextLen + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1)) +
-    TAG_LEN;
+/**
+ * The padded length of a `plaintextLen`-byte plaintext: the next multiple of 16, unless that
+ * would exceed `mtu` (then `mtu`, or the plaintext itself if it is longer still).
+ */
+export function paddedLength(plaintextLen: number, mtu = Infinity): number {
+  const aligned = (plaintextLen + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
+  return aligned <= mtu ? aligned : Math.max(plaintextLen, mtu);
+}
+
+/**
+ * Length of the transport datagram that carries `plaintextLen` bytes (header, padding, tag),
+ * padded under `mtu` as {@linkcode paddedLength}.
+ */
+export function sealedLength(plaintextLen: number, mtu = Infinity): number {
+  return TRANSPORT_HEADER_LEN + paddedLength(plaintextLen, mtu) + TAG_LEN;
+}
+
+/** How a {@linkcode Session} seals. */
+export interface SessionOptions {
+  /** Transport AEAD (default {@linkcode NODE_CRYPTO_AEAD}, portable). */
+  aead?: AeadProvider;
+  /** Padding never takes a plaintext past this many bytes (the TUN MTU); default: no bound. */
+  mtu?: number;
 }
 
 /** A transport session between us and one peer. */
@@ -41,6 +63,7 @@ export class Session {
   readonly #receiveKey: AeadKey;
   readonly #sendNonce = new Uint8Array(AEAD_NONCE_LEN);
   readonly #receiveNonce = new Uint8Array(AEAD_NONCE_LEN);
+  readonly #mtu: number;
   #pad = new Uint8Array(2048);
   /** The bytes behind a packet padded in place (fewer than 16), put back after sealing. */
   readonly #aside = new Uint8Array(16);
@@ -53,10 +76,12 @@ export class Session {
     remoteIndex: number,
     isInitiator: boolean,
     createdMs: number,
-    aead: AeadProvider = NODE_CRYPTO_AEAD,
+    options: SessionOptions = {},
   ) {
+    const aead = options.aead ?? NODE_CRYPTO_AEAD;
     this.#sendKey = aead.key(keys.sendKey);
     this.#receiveKey = aead.key(keys.receiveKey);
+    this.#mtu = options.mtu ?? Infinity;
     keys.sendKey.fill(0);
     keys.receiveKey.fill(0);
     this.localIndex = localIndex;
@@ -70,14 +95,15 @@ export class Session {
    * counter. The caller checks limits (`sendCounter`, age) first.
    */
   seal(plaintext: Uint8Array): Uint8Array {
-    const out = new Uint8Array(sealedLength(plaintext.length));
+    const out = new Uint8Array(sealedLength(plaintext.length, this.#mtu));
     this.sealInto(plaintext, out);
     return out;
   }
 
   /**
    * {@linkcode Session.seal} into the caller's buffer (e.g. the UDP socket's send batch), which
-   * must hold {@linkcode sealedLength}`(plaintext.length)` bytes. Returns the datagram's length.
+   * must hold {@linkcode sealedLength}`(plaintext.length, mtu)` bytes (the session's MTU).
+   * Returns the datagram's length.
    * Allocation-free apart from two views: a fresh buffer per packet costs more than the cipher.
    *
    * The padding is added in place when `plaintext`'s buffer has room behind it: the up to 15
@@ -87,7 +113,7 @@ export class Session {
   sealInto(plaintext: Uint8Array, out: Uint8Array): number {
     const counter = this.sendCounter++;
     const len = plaintext.length;
-    const total = sealedLength(len);
+    const total = sealedLength(len, this.#mtu);
     const padded = total - TRANSPORT_HEADER_LEN - TAG_LEN;
     if (out.length < total) {
       throw new RangeError(`datagram needs ${total} bytes, got ${out.length}`);

@@ -1,4 +1,4 @@
-import { sealedLength, Session } from "./session.ts";
+import { paddedLength, sealedLength, Session } from "./session.ts";
 import { aeadOpen, hash } from "./noise.ts";
 import { assertEquals, hex, ip6 } from "./_test_helpers.ts";
 
@@ -110,4 +110,34 @@ Deno.test("Session.openInto() decrypts into the reused plaintext buffer without 
   bad[bad.length - 1]! ^= 1;
   assertEquals(b.openInto(bad), -1);
   assertEquals(b.openInto(new Uint8Array(31)), -1);
+});
+
+Deno.test("paddedLength() pads to 16 but never past the MTU, and never shortens", () => {
+  assertEquals(paddedLength(0), 0);
+  assertEquals(paddedLength(45), 48);
+  assertEquals(paddedLength(1420), 1424);
+  assertEquals(paddedLength(1420, 1420), 1420);
+  assertEquals(paddedLength(1418, 1420), 1420);
+  assertEquals(paddedLength(1404, 1420), 1408);
+  assertEquals(paddedLength(1280, 1280), 1280);
+  assertEquals(paddedLength(1500, 1420), 1500);
+  assertEquals(sealedLength(1420, 1420), 16 + 1420 + 16);
+});
+
+Deno.test("Session with an MTU: a full-size packet is sealed unpadded and opens whole", () => {
+  const a = new Session({ sendKey: K1.slice(), receiveKey: K2.slice() }, 1, 2, true, 0, {
+    mtu: 1420,
+  });
+  const b = new Session({ sendKey: K2.slice(), receiveKey: K1.slice() }, 2, 1, false, 0);
+  const full = crypto.getRandomValues(new Uint8Array(1420));
+  const dg = a.seal(full);
+  assertEquals(dg.length, 16 + 1420 + 16);
+  assertEquals(b.open(dg), full);
+  // Below the MTU the usual padding to 16 applies, and in place behind the packet too.
+  const frame = new Uint8Array(1500).fill(0xee);
+  frame.set(full.subarray(0, 1403));
+  const out = new Uint8Array(1500);
+  assertEquals(a.sealInto(frame.subarray(0, 1403), out), 16 + 1408 + 16);
+  assertEquals(b.open(out.subarray(0, 1440))!.subarray(0, 1403), full.subarray(0, 1403));
+  assertEquals(frame.subarray(1403, 1408), new Uint8Array(5).fill(0xee));
 });
