@@ -164,7 +164,7 @@ Deno.test("parseClientConfig() fills in defaults and leaves optional addresses o
   });
   assert.deepEqual(config.tun, {
     interface: "meshub0",
-    mtu: 1420,
+    mtu: 1408,
     offload: true,
     queueLength: DEFAULT_TUN_QUEUE_LENGTH,
   });

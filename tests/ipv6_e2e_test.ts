@@ -39,7 +39,8 @@ async function run(dualStack: boolean): Promise<void> {
       addresses: ["fd00:0:6::1", ...(dualStack ? ["198.18.0.1"] : [])],
     });
     const hubs = ["[fd00:0:6::1]:3731", ...(dualStack ? ["198.18.0.1:3731"] : [])];
-    const options = { dir, psk: newPsk(), hubs };
+    // IPv6 only: WireGuard's usual MTU, the largest whose full-size datagrams fill 1500 bytes.
+    const options = { dir, psk: newPsk(), hubs, ...(dualStack ? {} : { mtu: 1420 }) };
     const nodes = [];
     for (const site of sites) nodes.push(await startClient(lab, site, options));
     for (const n of nodes) {
@@ -71,7 +72,7 @@ async function ip6FragCreates(lab: Lab, ns: string): Promise<number> {
 }
 
 /**
- * Packets of the full TUN MTU (the default 1420, sized for an IPv6 underlay with a 1500 MTU)
+ * Packets of the full TUN MTU (1420 here: the largest that fits an IPv6 underlay with a 1500 MTU)
  * cross an IPv6 edge whole: padding never takes a datagram past 1500 bytes, which the sending
  * host would have to fragment (and many paths drop IPv6 fragments).
  */

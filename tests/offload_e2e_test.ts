@@ -18,6 +18,7 @@ import {
   startTcpTransfer,
   waitForEdges,
 } from "./lab/meshub.ts";
+import { DEFAULT_TUN_MTU } from "../client/config.ts";
 
 const skip = labSkipReason(["ip", "ping"], "offload e2e") !== null;
 /** The UDP GSO step needs a sender that sets UDP_SEGMENT: Python's socket module does. */
@@ -25,8 +26,8 @@ const noPython = missingTools(["python3"]).length > 0;
 if (!skip && noPython) console.error("tests/offload_e2e_test.ts: UDP GSO step skipped, no python3");
 /** Bytes per transfer: enough for many full-size TSO sends and GRO batches. */
 const TRANSFER_BYTES = 24_000_000;
-/** The TUN MTU the lab clients use. */
-const MTU = 1420;
+/** The TUN MTU the lab clients use (meshub's default). */
+const MTU = DEFAULT_TUN_MTU;
 
 /** Datagrams and their content for the UDP GSO step: 3 sends of 10 full segments and a short one. */
 const UDP_GSO_PY = `

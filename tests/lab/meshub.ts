@@ -7,6 +7,7 @@
 import { encodeBase64Url } from "../../util/base64.ts";
 import type { Lab, LabProcess, PingResult } from "./netns.ts";
 import type { ClientSite } from "./topology.ts";
+import { DEFAULT_TUN_MTU } from "../../client/config.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 /** The CLI entry point. */
@@ -94,6 +95,8 @@ export interface ClientOptions {
   nodeToml?: string;
   /** Extra CLI arguments (e.g. `-v`). */
   extraArgs?: string[];
+  /** `tun.mtu` (default: meshub's default). */
+  mtu?: number;
 }
 
 /** The control socket of lab client `name` whose files are in `dir`. */
@@ -119,7 +122,7 @@ export async function writeClientConfig(site: ClientSite, options: ClientOptions
     `socket = "${controlSocketPath(options.dir, site.name)}"`,
     "[tun]",
     `interface = "meshub0"`,
-    "mtu = 1420",
+    `mtu = ${options.mtu ?? DEFAULT_TUN_MTU}`,
     options.extraToml ?? "",
   ].join("\n");
   await Deno.writeTextFile(path, toml + "\n");
