@@ -234,8 +234,8 @@ export class WgPeer {
 
   /**
    * {@linkcode WgPeer.encrypt} into the caller's buffer, which must hold
-   * `sealedLength(packet.length, mtu)` bytes (the device's MTU). Returns the datagram's length, or 0 when no usable
-   * session exists (the packet was queued, as with `encrypt`).
+   * `sealedLength(packet.length, mtu)` bytes (the device's MTU). Returns the datagram's length,
+   * or 0 when no usable session exists (the packet was queued, as with `encrypt`).
    */
   encryptInto(packet: Uint8Array, nowMs: number, out: Uint8Array): number {
     const s = this.#sendable(nowMs);

@@ -5,9 +5,9 @@
  * The AEAD comes from an {@linkcode AeadProvider} (portable `node:crypto` by default, OpenSSL
  * through FFI on the client's data path); one nonce buffer per direction is reused. Plaintext is
  * padded with zeros to a multiple of 16 bytes, but never beyond the MTU, as Linux WireGuard does
- * (the default MTU leaves exactly room for the outer IPv6, UDP and WireGuard headers in 1500
- * bytes: three more bytes would make every full-size packet an IPv6 fragment pair); a keepalive
- * is the empty plaintext.
+ * (WireGuard's usual MTU, 1420, leaves exactly room for the outer IPv6, UDP and WireGuard headers
+ * in 1500 bytes: padding a full-size packet to 1424 would make it an IPv6 fragment pair); a
+ * keepalive is the empty plaintext.
  *
  * @module
  */
