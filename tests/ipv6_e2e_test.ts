@@ -19,6 +19,8 @@ import {
 import type { ClientStatus } from "../client/control.ts";
 
 const skip = labSkipReason(["ip", "ping"], "IPv6 underlay e2e") !== null;
+/** WireGuard's usual MTU: the largest whose full-size datagrams fit a 1500-byte IPv6 underlay. */
+const IPV6_UNDERLAY_MTU = 1420;
 
 async function run(dualStack: boolean): Promise<void> {
   await using lab = new Lab();
@@ -39,8 +41,7 @@ async function run(dualStack: boolean): Promise<void> {
       addresses: ["fd00:0:6::1", ...(dualStack ? ["198.18.0.1"] : [])],
     });
     const hubs = ["[fd00:0:6::1]:3731", ...(dualStack ? ["198.18.0.1:3731"] : [])];
-    // IPv6 only: WireGuard's usual MTU, the largest whose full-size datagrams fill 1500 bytes.
-    const options = { dir, psk: newPsk(), hubs, ...(dualStack ? {} : { mtu: 1420 }) };
+    const options = { dir, psk: newPsk(), hubs, ...(dualStack ? {} : { mtu: IPV6_UNDERLAY_MTU }) };
     const nodes = [];
     for (const site of sites) nodes.push(await startClient(lab, site, options));
     for (const n of nodes) {
@@ -72,18 +73,19 @@ async function ip6FragCreates(lab: Lab, ns: string): Promise<number> {
 }
 
 /**
- * Packets of the full TUN MTU (1420 here: the largest that fits an IPv6 underlay with a 1500 MTU)
- * cross an IPv6 edge whole: padding never takes a datagram past 1500 bytes, which the sending
- * host would have to fragment (and many paths drop IPv6 fragments).
+ * Packets of the full TUN MTU ({@linkcode IPV6_UNDERLAY_MTU}) cross an IPv6 edge whole: padding
+ * never takes a datagram past 1500 bytes, which the sending host would have to fragment (and many
+ * paths drop IPv6 fragments).
  */
 async function fullSizeUnfragmented(lab: Lab, a: ClientNode, b: ClientNode): Promise<void> {
   const before = await ip6FragCreates(lab, a.site.ns);
-  // 1420 = 40 (IPv6) + 8 (ICMPv6) + 1372; -M do: the inner packet itself is never fragmented.
+  // An ICMPv6 echo is 40 (IPv6) + 8 (ICMPv6) + payload; -M do: the inner packet is never split.
+  const payload = String(IPV6_UNDERLAY_MTU - 48);
   const r = await lab.exec(a.site.ns, [
     "ping",
-    ...["-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1372", b.address6],
+    ...["-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-M", "do", "-s", payload, b.address6],
   ], { timeoutMs: 15_000 });
-  assert.match(r.stdout, / 3 received/, `1420-byte pings ${a.name}→${b.name}: ${r.stdout}`);
+  assert.match(r.stdout, / 3 received/, `MTU-size pings ${a.name}→${b.name}: ${r.stdout}`);
   assert.equal(await ip6FragCreates(lab, a.site.ns) - before, 0, "underlay fragments sent");
 }
 
