@@ -177,6 +177,8 @@ export interface IperfOptions {
   udp?: boolean;
   /** Offered UDP payload rate (iperf3 `-b`), bits per second. */
   bitsPerSecond?: number;
+  /** Paced UDP: datagrams iperf3 sends per pacing step (`-b RATE/BURST`); unset: one. */
+  burst?: number;
   /** Port (default 5201). */
   port?: number;
   /** TCP runs: the sender's congestion control (iperf3 `-C`); unset: the host's default. */
@@ -220,7 +222,7 @@ export function udpSocketBufferBytes(): number {
 export function iperfClientArgs(
   o: Pick<
     IperfOptions,
-    "address" | "port" | "seconds" | "udp" | "bitsPerSecond" | "congestionControl"
+    "address" | "port" | "seconds" | "udp" | "bitsPerSecond" | "burst" | "congestionControl"
   >,
   udpBufferBytes: number,
 ): string[] {
@@ -229,7 +231,7 @@ export function iperfClientArgs(
   if (o.udp) {
     const rate = o.bitsPerSecond === undefined
       ? "0"
-      : String(Math.max(1, Math.round(o.bitsPerSecond)));
+      : String(Math.max(1, Math.round(o.bitsPerSecond))) + (o.burst ? `/${o.burst}` : "");
     args.push("-u", "-b", rate, "-l", "1300");
     if (udpBufferBytes > 0) args.push("-w", String(udpBufferBytes));
   } else if (o.congestionControl) {

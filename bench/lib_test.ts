@@ -24,6 +24,13 @@ Deno.test("iperfClientArgs() gives UDP runs the socket buffer, TCP runs their ow
   ]);
 });
 
+Deno.test("iperfClientArgs() paces UDP in bursts only when asked", () => {
+  const base = { address: "198.19.200.2", seconds: 5, udp: true, bitsPerSecond: 1.5e9 };
+  const rate = (args: string[]) => args[args.indexOf("-b") + 1];
+  assert.equal(rate(iperfClientArgs({ ...base, burst: 10 }, 0)), "1500000000/10");
+  assert.equal(rate(iperfClientArgs(base, 0)), "1500000000");
+});
+
 Deno.test("iperfClientArgs() sets the congestion control of TCP runs only", () => {
   const base = { address: "198.19.200.2", seconds: 5, congestionControl: "cubic" };
   assert.deepEqual(iperfClientArgs(base, 0).slice(-2), ["-C", "cubic"]);
