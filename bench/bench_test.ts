@@ -52,6 +52,8 @@ Deno.test({
         for (const k of ["udpAtMaxTunDropPercent", "udpAtMaxRcvbufPercent"]) {
           assert.ok(run[k] >= 0, `${s.scenario}: meshub ${k} = ${run[k]}`);
         }
+        // The at-max run is offered the maximum the table reports: the median full-load rate.
+        assert.equal(run.udpAtMaxOfferedPps, meshub.median.udpPps, `${s.scenario}: offered`);
       }
       for (const f of r.formation) assert.equal(f.error, undefined, `formation: ${f.error}`);
       for (const h of r.hubScale) assert.ok(h.joined > 0 && !h.error, `hub scale: ${h.error}`);
