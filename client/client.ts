@@ -41,7 +41,7 @@
  * Timers (every TICK_MS): mesh.tick ─► udp.flush(), TUN writer flush. Anything sent outside
  * these boundaries (control requests) is flushed by the socket itself when the current job ends.
  *
- * Every queue is bounded: the kernel socket buffers (4 MiB, dropped and counted when full), the
+ * Every queue is bounded: the kernel socket buffers (7 MiB, dropped and counted when full), the
  * socket's batch (64 messages), each peer's pre-handshake queue, the TUN writer (8 flows, one
  * 64 KB super-packet each), the TUN device's queue (`tun.queue_length`, 4096 packets).
  *
