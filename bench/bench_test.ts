@@ -49,7 +49,12 @@ Deno.test({
         assert.ok(!meshub?.skipped && meshub?.median.tcp4Mbps > 0, `${s.scenario}: meshub ran`);
         // Where the UDP loss at its maximum happened is counted (0 is a count too).
         const run = meshub.runs[0];
-        for (const k of ["udpAtMaxTunDropPercent", "udpAtMaxRcvbufPercent"]) {
+        const counted = [
+          "udpAtMaxTunDropPercent",
+          "udpAtMaxRcvbufPercent",
+          "udpAtMaxBetweenEndsPercent",
+        ];
+        for (const k of counted) {
           assert.ok(run[k] >= 0, `${s.scenario}: meshub ${k} = ${run[k]}`);
         }
         // The at-max run is offered the maximum the table reports: the median full-load rate.

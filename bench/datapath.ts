@@ -108,6 +108,13 @@ export interface RunFigures {
    * `meshub status --json`, e.g. a full socket send buffer; NaN where the VPN has no such count).
    */
   udpAtMaxVpnOwnDropPercent: number;
+  /**
+   * Sent by a's VPN toward b but never received by b's VPN, by the VPN's own packet counters
+   * (meshub's members' `tx`/`rx`; NaN for the others): lost on the underlay or at the receiving
+   * VPN's socket, counted in datagrams. `udpAtMaxVpnRcvbufPercent` counts what the kernel
+   * dropped there, and a UDP GRO buffer it drops is ~25 datagrams but one count.
+   */
+  udpAtMaxBetweenEndsPercent: number;
   pingMedianMs: number;
   pingP99Ms: number;
   pingLossPercent: number;
@@ -181,8 +188,32 @@ interface Tunnel {
   pids: number[];
   /** The sending end's (a's) TUN interface, for its drop counter; none for raw. */
   ifName?: string;
-  /** Packets the VPN itself dropped so far, both ends, by its own count (meshub only). */
-  ownDrops?: () => Promise<number>;
+  /** The VPN's own counters so far (meshub only). */
+  ownCounters?: () => Promise<VpnCounters>;
+}
+
+/** Counters a VPN keeps itself (meshub's `status --json`), read at both ends. */
+interface VpnCounters {
+  /** Packets it dropped, both ends. */
+  drops: number;
+  /** Packets a's end sent toward b. */
+  sent: number;
+  /** Packets b's end received (authenticated) from a. */
+  received: number;
+}
+
+/** The sum of the members' `tx` or `rx` packets in `meshub status --json` output, or NaN. */
+export function sumMemberPackets(json: string, direction: "tx" | "rx"): number {
+  try {
+    const members = JSON.parse(json).members as { [k: string]: { packets?: unknown } }[];
+    if (!Array.isArray(members)) return NaN;
+    return members.reduce((s, m) => {
+      const n = m[direction]?.packets;
+      return s + (typeof n === "number" ? n : NaN);
+    }, 0);
+  } catch {
+    return NaN;
+  }
 }
 
 /**
@@ -424,14 +455,16 @@ async function startMeshub(
     v6: "fd00:a1::2",
     pids: procs.map((p) => p.pid),
     ifName: "meshub0",
-    ownDrops: async () => {
-      let total = 0;
+    ownCounters: async () => {
+      const c: VpnCounters = { drops: 0, sent: NaN, received: NaN };
       for (const e of ends) {
         const status = meshubCommand("status", "--json", "--socket", controlSocket(e.name));
         const r = await lab.exec(e.ns, status, { timeoutMs: 30_000 });
-        total += sumStatusDrops(r.stdout);
+        c.drops += sumStatusDrops(r.stdout);
+        if (e.name === "a") c.sent = sumMemberPackets(r.stdout, "tx");
+        else c.received = sumMemberPackets(r.stdout, "rx");
       }
-      return total;
+      return c;
     },
   };
 }
@@ -690,6 +723,7 @@ const NO_AT_MAX = {
   udpAtMaxRcvbufPercent: NaN,
   udpAtMaxVpnRcvbufPercent: NaN,
   udpAtMaxVpnOwnDropPercent: NaN,
+  udpAtMaxBetweenEndsPercent: NaN,
   idleCoresUdpAtMax: NaN,
 } satisfies Partial<RunFigures>;
 
@@ -781,12 +815,16 @@ async function measureAtMax(
   pps: number,
   errors: string[],
 ): Promise<typeof NO_AT_MAX> {
-  const drops = async () => ({
-    tun: t.ifName ? await tunTxDropped(lab, h.a, t.ifName) : NaN,
-    rcvbuf: await udpRcvbufErrors(lab, h.b),
-    vpn: await socketDrops(lab, h.b, t.pids),
-    own: t.ownDrops ? await t.ownDrops() : NaN,
-  });
+  const drops = async () => {
+    const own = t.ownCounters ? await t.ownCounters() : { drops: NaN, sent: NaN, received: NaN };
+    return {
+      tun: t.ifName ? await tunTxDropped(lab, h.a, t.ifName) : NaN,
+      rcvbuf: await udpRcvbufErrors(lab, h.b),
+      vpn: await socketDrops(lab, h.b, t.pids),
+      own: own.drops,
+      between: own.sent - own.received,
+    };
+  };
   const before = await drops();
   const r = await tunnelIperf(lab, h, t, o, errors, t.v4, true, {
     bitsPerSecond: pps * 1300 * 8,
@@ -803,6 +841,7 @@ async function measureAtMax(
     udpAtMaxRcvbufPercent: dropPercent("rcvbuf"),
     udpAtMaxVpnRcvbufPercent: dropPercent("vpn"),
     udpAtMaxVpnOwnDropPercent: dropPercent("own"),
+    udpAtMaxBetweenEndsPercent: dropPercent("between"),
     idleCoresUdpAtMax: r.idleCores,
   };
 }
@@ -819,6 +858,7 @@ const FIGURES = [
   "udpAtMaxRcvbufPercent",
   "udpAtMaxVpnRcvbufPercent",
   "udpAtMaxVpnOwnDropPercent",
+  "udpAtMaxBetweenEndsPercent",
   "pingMedianMs",
   "pingP99Ms",
   "pingLossPercent",

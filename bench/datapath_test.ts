@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { parseRcvbufErrors, parseSocketDrops, sumStatusDrops } from "./datapath.ts";
+import {
+  parseRcvbufErrors,
+  parseSocketDrops,
+  sumMemberPackets,
+  sumStatusDrops,
+} from "./datapath.ts";
 
 const SNMP = `Ip: Forwarding DefaultTTL InReceives
 Ip: 1 64 1000
@@ -49,4 +54,18 @@ Deno.test("sumStatusDrops() adds the client's drops by reason; NaN for anything 
   assert.equal(sumStatusDrops(JSON.stringify({ ...status, drops: {} })), 0);
   assert.ok(Number.isNaN(sumStatusDrops("meshub: no client is running")));
   assert.ok(Number.isNaN(sumStatusDrops(JSON.stringify({ version: 1 }))));
+});
+
+Deno.test("sumMemberPackets() adds the members' tx or rx packets; NaN for anything else", () => {
+  const member = (tx: number, rx: number) => ({
+    tx: { bytes: tx * 100, packets: tx },
+    rx: { bytes: rx * 100, packets: rx },
+  });
+  const status = { version: 1, members: [member(5, 7), member(10, 1)], drops: {} };
+  assert.equal(sumMemberPackets(JSON.stringify(status), "tx"), 15);
+  assert.equal(sumMemberPackets(JSON.stringify(status), "rx"), 8);
+  assert.equal(sumMemberPackets(JSON.stringify({ ...status, members: [] }), "tx"), 0);
+  assert.ok(Number.isNaN(sumMemberPackets("meshub: no client is running", "tx")));
+  assert.ok(Number.isNaN(sumMemberPackets(JSON.stringify({ version: 1 }), "rx")));
+  assert.ok(Number.isNaN(sumMemberPackets(JSON.stringify({ members: [{ name: "b" }] }), "rx")));
 });

@@ -258,6 +258,7 @@ export function datapathTable(r: ScenarioResult, runs: number): string {
   line("    of it: receiver socket drops %", "udpAtMaxRcvbufPercent");
   line("      at the VPN's own socket %", "udpAtMaxVpnRcvbufPercent");
   line("    of it: dropped by the VPN (its count) %", "udpAtMaxVpnOwnDropPercent");
+  line("    of it: lost between the VPN's ends (its counts) %", "udpAtMaxBetweenEndsPercent");
   line("ping median ms (fresh tunnel)", "pingMedianMs");
   line("ping p99 ms (fresh tunnel)", "pingP99Ms");
   line("ping median ms (idle after load)", "pingWarmMedianMs");
