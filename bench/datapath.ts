@@ -40,6 +40,7 @@ import {
   quantile,
   rssBytes,
   runIperf,
+  UDP_PAYLOAD_BYTES,
 } from "./lib.ts";
 
 /** The tunnels, in table order. */
@@ -827,7 +828,7 @@ async function measureAtMax(
   };
   const before = await drops();
   const r = await tunnelIperf(lab, h, t, o, errors, t.v4, true, {
-    bitsPerSecond: pps * 1300 * 8,
+    bitsPerSecond: pps * UDP_PAYLOAD_BYTES * 8,
     burst: AT_MAX_BURST,
   });
   const after = await drops();

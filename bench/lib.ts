@@ -157,11 +157,14 @@ export function parseIperf(json: string): IperfResult {
   // UDP (iperf3 3.12): the receiver's bytes (1300 per datagram) and its loss count.
   return {
     bitsPerSecond: r.bits_per_second ?? NaN,
-    packetsPerSecond: r.seconds > 0 ? (r.bytes ?? 0) / 1300 / r.seconds : NaN,
+    packetsPerSecond: r.seconds > 0 ? (r.bytes ?? 0) / UDP_PAYLOAD_BYTES / r.seconds : NaN,
     lossPercent: r.lost_percent ?? NaN,
     bytes: r.bytes ?? 0,
   };
 }
+
+/** Payload bytes of every UDP datagram iperf3 sends in the bench (`-l`). */
+export const UDP_PAYLOAD_BYTES = 1300;
 
 /** Options of {@linkcode runIperf}. */
 export interface IperfOptions {
@@ -232,7 +235,7 @@ export function iperfClientArgs(
     const rate = o.bitsPerSecond === undefined
       ? "0"
       : String(Math.max(1, Math.round(o.bitsPerSecond))) + (o.burst ? `/${o.burst}` : "");
-    args.push("-u", "-b", rate, "-l", "1300");
+    args.push("-u", "-b", rate, "-l", String(UDP_PAYLOAD_BYTES));
     if (udpBufferBytes > 0) args.push("-w", String(udpBufferBytes));
   } else if (o.congestionControl) {
     args.push("-C", o.congestionControl);
