@@ -265,24 +265,32 @@ export function openSslNonceMode(): NonceMode | null {
 function checkedNonceMode(c: LibCrypto): NonceMode {
   if (checked !== undefined) return checked;
   const key = new Uint8Array(32).map((_, i) => i * 7 + 1);
-  const probe = new EvpKey(c, key, "param");
+  let probe: EvpKey | undefined;
   const reference = NODE_CRYPTO_AEAD.key(key);
   let agrees = true;
-  for (const [seq, len] of [[1, 0], [2, 100], [3, 64], [1 << 20, 1300]] as const) {
-    const nonce = new Uint8Array(12);
-    new DataView(nonce.buffer).setUint32(4, seq, true);
-    const plain = new Uint8Array(len).map((_, i) => i ^ seq);
-    const sealed = new Uint8Array(len + AEAD_TAG_LEN);
-    const expected = new Uint8Array(len + AEAD_TAG_LEN);
-    probe.seal(nonce, plain, sealed);
-    reference.seal(nonce, plain, expected);
-    const back = new Uint8Array(len);
-    const forged = expected.slice();
-    forged[len]! ^= 1;
-    agrees &&= sealed.every((b, i) => b === expected[i]) && !probe.open(nonce, forged, back) &&
-      probe.open(nonce, expected, back) && back.every((b, i) => b === plain[i]);
+  try {
+    probe = new EvpKey(c, key, "param");
+    for (const [seq, len] of [[1, 0], [2, 100], [3, 64], [1 << 20, 1300]] as const) {
+      const nonce = new Uint8Array(12);
+      new DataView(nonce.buffer).setUint32(4, seq, true);
+      const plain = new Uint8Array(len).map((_, i) => i ^ seq);
+      const sealed = new Uint8Array(len + AEAD_TAG_LEN);
+      const expected = new Uint8Array(len + AEAD_TAG_LEN);
+      probe.seal(nonce, plain, sealed);
+      reference.seal(nonce, plain, expected);
+      const back = new Uint8Array(len);
+      const forged = expected.slice();
+      forged[len]! ^= 1;
+      agrees &&= sealed.every((b, i) => b === expected[i]) && !probe.open(nonce, forged, back) &&
+        probe.open(nonce, expected, back) && back.every((b, i) => b === plain[i]);
+    }
+  } catch {
+    // A context that cannot even be made fails here as it would for the first real key: the
+    // caller learns of it then, as before this check existed.
+    agrees = false;
+  } finally {
+    probe?.dispose();
+    reference.dispose();
   }
-  probe.dispose();
-  reference.dispose();
   return checked = agrees ? "param" : "init";
 }
