@@ -7,6 +7,7 @@
  * @module
  */
 import {
+  AEAD_NONCE_LEN,
   AEAD_TAG_LEN,
   type AeadKey,
   type AeadProvider,
@@ -98,9 +99,9 @@ const AT = {
   /** `OSSL_PARAM` list: nonce, end (sets it before an encryption). */
   nonceList: 3 * OSSL_PARAM_BYTES,
   nonceName: 5 * OSSL_PARAM_BYTES,
-  tagName: 5 * OSSL_PARAM_BYTES + 12,
-  nonce: 5 * OSSL_PARAM_BYTES + 16,
-  tag: 5 * OSSL_PARAM_BYTES + 32,
+  tagName: 5 * OSSL_PARAM_BYTES + 12, // after "tlsivfixed\0"
+  nonce: 5 * OSSL_PARAM_BYTES + 16, // after "tag\0"
+  tag: 5 * OSSL_PARAM_BYTES + 32, // after the nonce, 8-byte aligned
 } as const;
 
 /**
@@ -162,14 +163,14 @@ class EvpKey implements AeadKey {
       view.setBigUint64(at + 16, base + BigInt(dataAt), true);
       view.setBigUint64(at + 24, BigInt(size), true);
     };
-    param(AT.nonceTagList, AT.nonceName, AT.nonce, 12);
+    param(AT.nonceTagList, AT.nonceName, AT.nonce, AEAD_NONCE_LEN);
     param(AT.tagList, AT.tagName, AT.tag, AEAD_TAG_LEN);
-    param(AT.nonceList, AT.nonceName, AT.nonce, 12);
+    param(AT.nonceList, AT.nonceName, AT.nonce, AEAD_NONCE_LEN);
     const at = (offset: number) => Deno.UnsafePointer.create(base + BigInt(offset));
     this.#nonceTagList = at(AT.nonceTagList);
     this.#tagList = at(AT.tagList);
     this.#nonceList = at(AT.nonceList);
-    this.#nonce = m.subarray(AT.nonce, AT.nonce + 12);
+    this.#nonce = m.subarray(AT.nonce, AT.nonce + AEAD_NONCE_LEN);
     this.#tag = m.subarray(AT.tag, AT.tag + AEAD_TAG_LEN);
   }
 
@@ -180,7 +181,7 @@ class EvpKey implements AeadKey {
     const init = encrypt ? this.#c.EVP_EncryptInit_ex : this.#c.EVP_DecryptInit_ex;
     if (
       init(ctx, cipher, null, null, null) !== 1 ||
-      this.#c.EVP_CIPHER_CTX_ctrl(ctx, CTRL_SET_IVLEN, 12, null) !== 1 ||
+      this.#c.EVP_CIPHER_CTX_ctrl(ctx, CTRL_SET_IVLEN, AEAD_NONCE_LEN, null) !== 1 ||
       init(ctx, null, null, key, null) !== 1
     ) {
       throw new Error("EVP ChaCha20-Poly1305 initialisation failed");
@@ -271,7 +272,7 @@ function checkedNonceMode(c: LibCrypto): NonceMode {
   try {
     probe = new EvpKey(c, key, "param");
     for (const [seq, len] of [[1, 0], [2, 100], [3, 64], [1 << 20, 1300]] as const) {
-      const nonce = new Uint8Array(12);
+      const nonce = new Uint8Array(AEAD_NONCE_LEN);
       new DataView(nonce.buffer).setUint32(4, seq, true);
       const plain = new Uint8Array(len).map((_, i) => i ^ seq);
       const sealed = new Uint8Array(len + AEAD_TAG_LEN);

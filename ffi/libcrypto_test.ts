@@ -13,16 +13,20 @@ Deno.test({
   },
 });
 
+const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+
+/** One random key, as `mode`'s OpenSSL key and as node:crypto's (the reference). */
+function keyPair(mode: NonceMode) {
+  const keyBytes = rnd(32);
+  return { evp: openSslAead(mode)!.key(keyBytes), ref: NODE_CRYPTO_AEAD.key(keyBytes) };
+}
+
 for (const mode of MODES) {
   Deno.test({
     name: `openSslAead("${mode}") seals exactly like node:crypto and opens what it sealed`,
     ignore: evp === null,
     fn() {
-      const evp = openSslAead(mode);
-      const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
-      const keyBytes = rnd(32);
-      const a = evp!.key(keyBytes);
-      const b = NODE_CRYPTO_AEAD.key(keyBytes);
+      const { evp: a, ref: b } = keyPair(mode);
       for (const len of [0, 1, 15, 16, 17, 63, 64, 1280, 1420, 1500, 9000]) {
         const nonce = rnd(12);
         const plain = rnd(len);
@@ -50,11 +54,7 @@ for (const mode of MODES) {
     name: `openSslAead("${mode}") keeps working after failed opens, with one key for many nonces`,
     ignore: evp === null,
     fn() {
-      const evp = openSslAead(mode);
-      const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
-      const keyBytes = rnd(32);
-      const a = evp!.key(keyBytes);
-      const ref = NODE_CRYPTO_AEAD.key(keyBytes);
+      const { evp: a, ref } = keyPair(mode);
       for (let i = 0; i < 200; i++) {
         const nonce = new Uint8Array(12);
         new DataView(nonce.buffer).setUint32(4, i, true);
